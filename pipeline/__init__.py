@@ -1,0 +1,1 @@
+"""Avatar Studio pipeline."""

@@ -1,0 +1,103 @@
+"""Band warps: the deformation primitive of the warp engine.
+
+A facial feature (mouth, eye) gets a local frame: ``u`` along the feature, ``v``
+across it (downwards). In each column ``u`` a few *knots* sit on feature curves
+(lip edges, chin, nose base...). A pose moves the knots along ``v``; between two
+knots the skin is stretched or compressed linearly, and outside the outermost
+knots nothing moves. The inverse (output -> source) map is exact per column, so
+there is no fold-over, and pixels whose knots do not move are sampled exactly at
+their own position (pixel-identical output).
+
+Everything that depends only on the avatar (frame, per-pixel u/v, knot curves)
+is computed once in :class:`BandField`; per frame only a few array operations run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LocalFrame:
+    origin: np.ndarray  # (2,) image pixels
+    ex: np.ndarray  # unit vector along the feature
+    ey: np.ndarray  # unit vector across it, pointing down the face
+
+    @classmethod
+    def from_points(cls, left: np.ndarray, right: np.ndarray, origin: np.ndarray) -> "LocalFrame":
+        d = np.asarray(right, np.float64) - np.asarray(left, np.float64)
+        ex = d / max(np.linalg.norm(d), 1e-6)
+        ey = np.array([-ex[1], ex[0]])
+        return cls(np.asarray(origin, np.float64), ex, ey)
+
+    def to_local(self, pts: np.ndarray) -> np.ndarray:
+        rel = np.asarray(pts, np.float64)[..., :2] - self.origin
+        return np.stack([rel @ self.ex, rel @ self.ey], axis=-1)
+
+    def to_image(self, uv: np.ndarray) -> np.ndarray:
+        uv = np.asarray(uv, np.float64)
+        return self.origin + uv[..., :1] * self.ex + uv[..., 1:2] * self.ey
+
+
+def curve_fn(local_pts: np.ndarray):
+    """v as a function of u through points (sorted by u, clamped at the ends)."""
+    order = np.argsort(local_pts[:, 0])
+    us, vs = local_pts[order, 0], local_pts[order, 1]
+    us = us + np.arange(len(us)) * 1e-6  # strictly increasing for np.interp
+
+    def f(u: np.ndarray) -> np.ndarray:
+        return np.interp(u, us, vs).astype(np.float32)
+
+    return f
+
+
+def clip_rect(x0: float, y0: float, x1: float, y1: float, w: int, h: int) -> tuple[int, int, int, int]:
+    return max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
+
+
+class BandField:
+    """Per-pixel local coordinates of a rectangle of the image, in a local frame."""
+
+    def __init__(self, frame: LocalFrame, rect: tuple[int, int, int, int]) -> None:
+        self.frame = frame
+        self.rect = rect
+        x0, y0, x1, y1 = rect
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        self.X, self.Y = xs, ys
+        rel_x, rel_y = xs - frame.origin[0], ys - frame.origin[1]
+        self.u = (rel_x * frame.ex[0] + rel_y * frame.ex[1]).astype(np.float32)
+        self.v = (rel_x * frame.ey[0] + rel_y * frame.ey[1]).astype(np.float32)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.u.shape
+
+    def maps(self, du: np.ndarray | float, dv: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Absolute source maps for cv2.remap from local displacements (source - output)."""
+        ex, ey = self.frame.ex, self.frame.ey
+        mx = self.X + (du * np.float32(ex[0]) + dv * np.float32(ey[0]))
+        my = self.Y + (du * np.float32(ex[1]) + dv * np.float32(ey[1]))
+        return mx.astype(np.float32, copy=False), my.astype(np.float32, copy=False)
+
+
+def piecewise(v: np.ndarray, out_knots: list[np.ndarray], src_knots: list[np.ndarray]) -> np.ndarray:
+    """Inverse band map along v.
+
+    ``out_knots``/``src_knots`` are increasing lists of per-pixel knot positions in
+    output and source space. Between knots k and k+1, output v maps linearly onto
+    source; outside the first and last knot, v maps to itself (those knots must not
+    move). Returns source v for every output v.
+    """
+    src = v.copy()
+    for k in range(len(out_knots) - 1):
+        oa, ob = out_knots[k], out_knots[k + 1]
+        sa, sb = src_knots[k], src_knots[k + 1]
+        span = ob - oa
+        inside = (v >= oa) & (v < ob) & (span > 1e-3)
+        if not inside.any():
+            continue
+        t = (v - oa) / np.where(span > 1e-3, span, 1.0)
+        src = np.where(inside, sa + t * (sb - sa), src)
+    return src

@@ -1,0 +1,1 @@
+"""Face detection, 478 FaceMesh landmarks, and the landmark index groups the engines use."""

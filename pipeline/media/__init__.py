@@ -1,0 +1,1 @@
+"""Reading and conditioning media: audio decoding, resampling and loudness (``audio``)."""

@@ -1,0 +1,1 @@
+"""Speech: TTS engines, recorded/uploaded audio, phoneme timing."""

@@ -1,0 +1,211 @@
+"""Core data types shared by every stage.
+
+Times are seconds as float. Images are ``numpy`` arrays, RGB ``uint8`` of shape
+``(H, W, 3)`` or RGBA ``(H, W, 4)``. Audio is mono ``float32`` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Generic, Iterator, Sequence, TypeVar
+
+import numpy as np
+
+from pipeline import timing
+
+Frame = np.ndarray
+"""One video frame: ``uint8`` RGB ``(H, W, 3)`` or RGBA ``(H, W, 4)``."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Mono PCM audio."""
+
+    samples: np.ndarray  # float32, shape (n,), values in [-1, 1]
+    rate: int  # samples per second
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / float(self.rate) if self.rate else 0.0
+
+    def slice(self, start: float, end: float) -> "AudioClip":
+        a = max(0, int(round(start * self.rate)))
+        b = min(len(self.samples), int(round(end * self.rate)))
+        return AudioClip(self.samples[a:b], self.rate)
+
+
+@dataclass(frozen=True)
+class Phoneme:
+    """One phone with its time span. ``symbol`` is canonical IPA (see visemes.inventory)."""
+
+    symbol: str
+    start: float
+    end: float
+    stress: int = 0  # 0 unstressed, 1 primary, 2 secondary
+    word: int = -1  # index into Speech.words, -1 if unknown
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Audio plus whatever timing is known about what is said in it."""
+
+    audio: AudioClip
+    phonemes: tuple[Phoneme, ...] | None = None  # None: unknown, use an acoustic path
+    words: tuple[Word, ...] = ()
+    text: str = ""
+    source: str = ""  # how the timing was obtained: "piper", "espeak", "align", "acoustic", ...
+    language: str = "en"
+
+    @property
+    def duration(self) -> float:
+        return self.audio.duration
+
+
+@dataclass(frozen=True)
+class Span(Generic[T]):
+    start: float
+    end: float
+    value: T
+
+
+class Timeline(Generic[T]):
+    """Ordered, non-overlapping spans of values over time."""
+
+    def __init__(self, spans: Sequence[Span[T]] = ()) -> None:
+        self.spans: tuple[Span[T], ...] = tuple(sorted(spans, key=lambda s: s.start))
+        self._starts = [s.start for s in self.spans]
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __iter__(self) -> Iterator[Span[T]]:
+        return iter(self.spans)
+
+    def __getitem__(self, i: int) -> Span[T]:
+        return self.spans[i]
+
+    @property
+    def end(self) -> float:
+        return self.spans[-1].end if self.spans else 0.0
+
+    def at(self, t: float) -> T | None:
+        """Value of the span containing ``t`` (start inclusive), or None."""
+        i = bisect.bisect_right(self._starts, t) - 1
+        if 0 <= i < len(self.spans) and self.spans[i].start <= t < self.spans[i].end:
+            return self.spans[i].value
+        return None
+
+
+# Mouth pose channels, each a float, nominally in [0, 1]:
+MOUTH_CHANNELS: tuple[str, ...] = (
+    "jaw",  # jaw opening: lower lip, teeth and chin drop
+    "gap",  # lip gap: how far the lips part (0 = lips touching)
+    "spread",  # lip corners pulled outward (ee, s)
+    "round",  # lips rounded and narrowed (oo, w)
+    "press",  # lips pressed together (p b m closure)
+    "teeth",  # upper teeth shown / upper lip raised (f v, s)
+    "tongue",  # tongue tip visible behind the teeth (l, th)
+)
+
+# Motion channels added by pipeline.motion:
+MOTION_CHANNELS: tuple[str, ...] = (
+    "blink",  # 0 open eyes, 1 fully closed
+    "brow",  # brow raise 0..1
+    "smile",  # smile 0..1
+    "yaw",  # head turn, degrees
+    "pitch",  # head nod, degrees (positive: chin down)
+    "roll",  # head tilt, degrees
+)
+
+
+@dataclass(frozen=True)
+class MouthPose:
+    jaw: float = 0.0
+    gap: float = 0.0
+    spread: float = 0.0
+    round: float = 0.0
+    press: float = 0.0
+    teeth: float = 0.0
+    tongue: float = 0.0
+
+    def as_array(self) -> np.ndarray:
+        return np.array([getattr(self, c) for c in MOUTH_CHANNELS], dtype=np.float32)
+
+    @classmethod
+    def from_array(cls, a: Sequence[float]) -> "MouthPose":
+        return cls(**{c: float(v) for c, v in zip(MOUTH_CHANNELS, a)})
+
+
+@dataclass
+class Tracks:
+    """Per-frame control values at a fixed frame rate: ``channels[name][i]`` for frame i."""
+
+    fps: float
+    n_frames: int
+    channels: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def get(self, name: str) -> np.ndarray:
+        """The channel, or zeros when it is not set."""
+        arr = self.channels.get(name)
+        if arr is None:
+            return np.zeros(self.n_frames, dtype=np.float32)
+        return arr
+
+    def set(self, name: str, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape != (self.n_frames,):
+            raise ValueError(f"channel {name}: expected {self.n_frames} values, got {values.shape}")
+        self.channels[name] = values
+
+    def mouth(self, i: int) -> MouthPose:
+        return MouthPose(**{c: float(self.get(c)[i]) for c in MOUTH_CHANNELS})
+
+    def times(self) -> np.ndarray:
+        return timing.frame_times(self.n_frames, self.fps)
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    """A detected face: 478 FaceMesh landmarks in image pixels and a few derived measures."""
+
+    landmarks: np.ndarray  # float32 (478, 3): x, y in pixels, z in pixels (relative depth)
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, clipped to the image
+    faces_found: int = 1  # how many faces were in the image (the largest is used)
+
+    @property
+    def xy(self) -> np.ndarray:
+        return self.landmarks[:, :2]
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+
+@dataclass(frozen=True)
+class Avatar:
+    """A prepared face source: the still image and its face."""
+
+    image: np.ndarray  # uint8 RGB (H, W, 3)
+    face: FaceInfo
+    key: str  # content hash of the image, used to cache per-avatar work
+    name: str = "avatar"
+    warnings: tuple[str, ...] = ()  # things the user should know (e.g. "2 faces, using the largest")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the source image."""
+        return self.image.shape[1], self.image.shape[0]

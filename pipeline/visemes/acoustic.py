@@ -1,0 +1,94 @@
+"""Mouth motion from the sound alone, for audio whose phonemes are unknown.
+
+Works for any language and never fails: loudness drives the jaw, the share of
+high-frequency energy marks fricatives (teeth, small opening), a low spectral
+centroid marks rounded vowels, and short dips in loudness inside speech (the silent
+closure before a plosive) and non-speech stretches close the lips. A simple
+voice-activity gate keeps background noise from moving the mouth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from pipeline.types import AudioClip
+from pipeline.visemes import passes
+
+SR = 16000
+HOP = int(SR / passes.RATE)  # 80 samples = 5 ms
+WIN = 400  # 25 ms
+
+
+def _frames(x: np.ndarray) -> np.ndarray:
+    pad = np.pad(x, (WIN // 2, WIN // 2 + HOP))
+    n = 1 + (len(pad) - WIN) // HOP
+    idx = np.arange(WIN)[None, :] + HOP * np.arange(n)[:, None]
+    return pad[idx] * np.hanning(WIN)[None, :].astype(np.float32)
+
+
+def features(audio: AudioClip) -> dict[str, np.ndarray]:
+    """Per-5 ms loudness (dB), high-band ratio and low-band centroid (Hz)."""
+    x = audio.samples.astype(np.float32)
+    if audio.rate != SR:
+        g = np.gcd(int(audio.rate), SR)
+        x = resample_poly(x, SR // g, int(audio.rate) // g).astype(np.float32)
+    fr = _frames(x)
+    spec = np.abs(np.fft.rfft(fr, n=512, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(512, 1.0 / SR)
+    total = spec.sum(1) + 1e-10
+    db = 10 * np.log10(total / WIN + 1e-10)
+    hi = spec[:, freqs >= 3500].sum(1) / total
+    low_band = (freqs >= 200) & (freqs <= 3000)
+    lb = spec[:, low_band]
+    centroid = (lb * freqs[low_band][None, :]).sum(1) / (lb.sum(1) + 1e-10)
+    return {"db": db, "hi": hi, "centroid": centroid}
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) index pairs of True runs."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def estimate(audio: AudioClip) -> tuple[np.ndarray, list[passes.Closure]]:
+    """Dense (RATE Hz) mouth curve and closure intervals from the audio alone."""
+    n_out = max(1, int(np.ceil(audio.duration * passes.RATE)) + 1)
+    f = features(audio)
+    db = f["db"]
+    floor = float(np.percentile(db, 10))
+    peak = float(np.percentile(db, 97))
+    span = max(peak - floor, 1e-3)
+    level = np.clip((db - floor) / span, 0.0, 1.0)
+    # voice activity: clearly above the noise floor, with 80 ms hangover
+    active = (db > floor + max(0.35 * span, 9.0)) & (peak - floor > 12.0)
+    hang = int(0.08 * passes.RATE)
+    if hang > 0 and active.any():
+        k = np.ones(2 * hang + 1)
+        active = np.convolve(active.astype(float), k, mode="same") > 0
+    opening = np.clip((level - 0.35) / 0.6, 0.0, 1.0) ** 0.8 * active
+    fric = np.clip((f["hi"] - 0.25) / 0.4, 0.0, 1.0)
+    rounded = np.clip((1100.0 - f["centroid"]) / 500.0, 0.0, 1.0) * (opening > 0.2)
+    curve = np.zeros((len(db), passes.N_CH), np.float32)
+    ch = passes.CH
+    curve[:, ch["jaw"]] = opening * (1.0 - 0.75 * fric)
+    curve[:, ch["gap"]] = np.maximum(curve[:, ch["jaw"]], 0.25 * fric * active)
+    curve[:, ch["teeth"]] = 0.7 * fric * active
+    curve[:, ch["spread"]] = 0.4 * fric * active
+    curve[:, ch["round"]] = 0.7 * rounded
+    curve = passes.smooth(curve, time_constant=0.02)
+    # closures: silence, and short dips inside speech (plosive closures)
+    cl: list[passes.Closure] = []
+    rate = passes.RATE
+    for a, b in _runs(~active):
+        if (b - a) / rate >= 0.1:
+            cl.append(passes.Closure(a / rate + 0.03, b / rate - 0.03))
+    dip = active & (level < 0.3)
+    for a, b in _runs(dip):
+        if 0.025 <= (b - a) / rate <= 0.15:
+            cl.append(passes.Closure(a / rate, b / rate))
+    cl = [c for c in cl if c.end > c.start]
+    curve = passes.apply_closures(curve, cl)
+    if len(curve) < n_out:
+        curve = np.vstack([curve, np.zeros((n_out - len(curve), passes.N_CH), np.float32)])
+    return curve[:n_out], cl
