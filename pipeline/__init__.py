@@ -1,1 +1,178 @@
-"""Avatar Studio pipeline."""
+"""Avatar Studio pipeline: the facade that the UI, CLI, API and batch runner call.
+
+    avatar = prepare_avatar("face.jpg")
+    speech = synthesize("Hello!")            # or load_speech("voice.m4a")
+    result = render_to_file(avatar, speech, "out.mp4")
+
+Nothing here imports gradio; heavy modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.options import ExportOptions, RenderOptions, VoiceOptions
+from pipeline.types import Avatar, Frame, Speech, Tracks
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    pass
+
+
+def prepare_avatar(source, *, name: str = "avatar", multi_face: str = "largest") -> Avatar:
+    """Load a face image (path, bytes, array or PIL image) and find the face in it."""
+    from pipeline.face.landmarks import find_face
+    from pipeline.media.image import image_key, load_image
+
+    image = load_image(source)
+    face = find_face(image, policy=multi_face)  # type: ignore[arg-type]
+    warnings = []
+    if face.faces_found > 1:
+        warnings.append(f"{face.faces_found} faces found; animating the largest one.")
+    return Avatar(image=image, face=face, key=image_key(image), name=name, warnings=tuple(warnings))
+
+
+def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
+    """Text to speech with phoneme timing (Piper, offline)."""
+    from pipeline.speech import piper_tts
+
+    return piper_tts.synthesize(text, opts)
+
+
+def load_speech(path: str | Path, *, text: str = "") -> Speech:
+    """Recorded or uploaded audio, decoded, resampled and loudness-normalised.
+
+    Phoneme times are not known yet, so the mouth follows the sound itself.
+    """
+    from pipeline.media.audio import load_audio, normalize_loudness
+
+    clip = normalize_loudness(load_audio(path))
+    return Speech(audio=clip, phonemes=None, text=text, source="acoustic")
+
+
+def plan(speech: Speech, opts: RenderOptions = RenderOptions()) -> Tracks:
+    """All per-frame controls for a render: mouth poses plus blinks."""
+    from pipeline.motion import blink_track
+    from pipeline.visemes import build_mouth_tracks
+
+    tracks = build_mouth_tracks(speech, opts.fps, opts.mouth_scale)
+    if opts.blinks:
+        tracks.set("blink", blink_track(tracks.n_frames, opts.fps, opts.seed, speech.phonemes))
+    return tracks
+
+
+@dataclass
+class Prepared:
+    """An avatar made ready for one engine and option set (reusable across renders)."""
+
+    engine: str
+    data: object
+    size: tuple[int, int]
+
+
+def prepare_engine(avatar: Avatar, opts: RenderOptions = RenderOptions()) -> Prepared:
+    from pipeline.engines import get_engine
+
+    engine = get_engine(opts.engine)
+    data = engine.prepare(avatar, opts)
+    return Prepared(opts.engine, data, engine.output_size(data))
+
+
+def render(
+    avatar: Avatar | Prepared, speech: Speech, opts: RenderOptions = RenderOptions(), tracks: Tracks | None = None
+) -> Iterator[Frame]:
+    """Stream the frames of ``avatar`` saying ``speech`` (the first frame comes at once)."""
+    from pipeline.engines import get_engine
+
+    prepared = avatar if isinstance(avatar, Prepared) else prepare_engine(avatar, opts)
+    tracks = tracks if tracks is not None else plan(speech, opts)
+    return get_engine(prepared.engine).render(prepared.data, tracks)
+
+
+@dataclass
+class RenderResult:
+    path: Path
+    frames: int
+    fps: float
+    duration: float  # seconds of audio (and video)
+    seconds: float  # wall-clock time of the render
+    size: tuple[int, int]
+
+    @property
+    def speed(self) -> float:
+        """Output frames per second of wall-clock time."""
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def render_to_file(
+    avatar: Avatar,
+    speech: Speech,
+    out: str | Path,
+    opts: RenderOptions = RenderOptions(),
+    export_opts: ExportOptions = ExportOptions(),
+    progress: Progress = _no_progress,
+) -> RenderResult:
+    """Render and encode to ``out`` (written atomically); reports progress."""
+    from pipeline.export import open_writer
+
+    t0 = time.perf_counter()
+    progress(0.0, "Preparing the avatar")
+    prepared = prepare_engine(avatar, opts)
+    tracks = plan(speech, opts)
+    n = tracks.n_frames
+    if n == 0:
+        raise PipelineError("The audio is too short to render.")
+    w, h = prepared.size
+    progress(0.02, "Rendering")
+    step = max(1, n // 50)
+    with open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name) as writer:
+        for i, frame in enumerate(render(prepared, speech, opts, tracks)):
+            writer.write(frame)
+            if i % step == 0:
+                progress(0.02 + 0.95 * (i + 1) / n, f"Frame {i + 1} of {n}")
+        progress(0.98, "Finishing the file")
+    seconds = time.perf_counter() - t0
+    progress(1.0, "Done")
+    return RenderResult(Path(out), n, opts.fps, speech.duration, seconds, (w, h))
+
+
+def still(avatar: Avatar) -> np.ndarray:
+    """The source image with the detected landmarks drawn on it (for previews)."""
+    import cv2
+
+    img = avatar.image.copy()
+    r = max(1, int(round(avatar.face.width / 160)))
+    for x, y in avatar.face.xy.astype(int):
+        cv2.circle(img, (int(x), int(y)), r, (80, 255, 120), -1, cv2.LINE_AA)
+    x0, y0, x1, y1 = avatar.face.box
+    cv2.rectangle(img, (x0, y0), (x1, y1), (255, 200, 0), max(1, r), cv2.LINE_AA)
+    return img
+
+
+__all__ = [
+    "ExportOptions",
+    "PipelineError",
+    "Prepared",
+    "RenderOptions",
+    "RenderResult",
+    "VoiceOptions",
+    "load_speech",
+    "plan",
+    "prepare_avatar",
+    "prepare_engine",
+    "render",
+    "render_to_file",
+    "still",
+    "synthesize",
+]

@@ -29,8 +29,8 @@ from pipeline.types import Avatar, Frame, Tracks
 log = logging.getLogger(__name__)
 
 # Motion amplitudes as fractions of the mouth width W.
-JAW_DROP = 0.30  # lower lip / chin drop at jaw = 1
-LIP_PART = 0.045  # extra lip parting at gap = 1 (each lip)
+JAW_DROP = 0.42  # lower lip / chin drop at jaw = 1
+LIP_PART = 0.06  # extra lip parting at gap = 1 (each lip)
 TEETH_RAISE = 0.05  # upper lip raise at teeth = 1
 PRESS = 0.035  # lip thinning at press = 1
 SPREAD = 0.06  # corner outward shift at spread = 1
@@ -278,7 +278,9 @@ def _interior(rig: MouthRig, iy: slice, ix: slice, Ui, Li, vi, jaw_px, c: dict[s
     lt_col = rig.teeth_rgb * 0.82
     col = col * (1 - lt[..., None]) + lt_col[None, None, :] * lt[..., None]
     # upper teeth are fixed to the skull: their edge sits just below the rest seam
-    upper_edge = S + 0.075 * W * (1 - side**2) - 0.015 * W
+    # (they hang from the upper lip line, covering at most a third of the opening, so
+    # the dark cavity keeps reading as an open mouth)
+    upper_edge = Ui + np.minimum(0.09 * W, 0.33 * (Li - Ui)) * (1 - side**2)
     ut = _smoothstep01((upper_edge - vi) / 1.2) * (1 - _smoothstep01((side - 0.65) / 0.3))
     tshade = (0.72 + 0.28 * _smoothstep01((vi - Ui) / max(0.05 * W, 1.0))) * (1 - 0.45 * side**2)
     ut_col = rig.teeth_rgb[None, None, :] * tshade[..., None]

@@ -87,29 +87,42 @@ def _refine(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
+def _tiles(h: int, w: int) -> list[tuple[int, int, int]]:
+    """Overlapping square tiles (x, y, side) covering the image."""
+    side = max(256, min(h, w, max(512, max(h, w) // 2)))
+    step = max(1, side // 2)
+    xs = list(range(0, max(1, w - side) + 1, step)) + ([w - side] if w > side else [])
+    ys = list(range(0, max(1, h - side) + 1, step)) + ([h - side] if h > side else [])
+    return [(x, y, side) for y in sorted(set(ys)) for x in sorted(set(xs))]
+
+
+def _dedupe(faces: list[np.ndarray]) -> list[np.ndarray]:
+    """Drop faces found twice (in overlapping tiles), keeping the larger detection."""
+    faces = sorted(faces, key=lambda f: -float(np.ptp(f[:, 0]) * np.ptp(f[:, 1])))
+    kept: list[np.ndarray] = []
+    for f in faces:
+        c = f[:, :2].mean(0)
+        if all(np.linalg.norm(c - k[:, :2].mean(0)) > 0.5 * np.ptp(k[:, 0]) for k in kept):
+            kept.append(f)
+    return kept
+
+
 def detect_faces(image: np.ndarray) -> list[np.ndarray]:
-    """Every face FaceMesh finds, largest first, as (478, 3) pixel arrays (no refinement)."""
+    """Every face FaceMesh finds, largest first, as (478, 3) pixel arrays (no refinement).
+
+    FaceMesh's detector sees the image at low resolution, so small faces in large or
+    wide photos are looked for again in overlapping square tiles.
+    """
     faces = _run(image)
-    if not faces:
-        # Small faces in big photos: FaceMesh's detector works at low resolution,
-        # so look again in overlapping tiles.
-        h, w = image.shape[:2]
-        if max(h, w) >= 1024:
-            tile = max(h, w) // 2
-            for y in range(0, max(1, h - tile // 2), tile // 2):
-                for x in range(0, max(1, w - tile // 2), tile // 2):
-                    sub = image[y : y + tile, x : x + tile]
-                    for f in _run(sub):
-                        f = f.copy()
-                        f[:, 0] += x
-                        f[:, 1] += y
-                        faces.append(f)
-                    if faces:
-                        break
-                if faces:
-                    break
-    faces.sort(key=lambda f: -float(np.ptp(f[:, 0]) * np.ptp(f[:, 1])))
-    return faces
+    h, w = image.shape[:2]
+    if not faces or max(h, w) > 1.4 * min(h, w) or max(h, w) >= 1024:
+        for x, y, side in _tiles(h, w):
+            for f in _run(image[y : y + side, x : x + side]):
+                f = f.copy()
+                f[:, 0] += x
+                f[:, 1] += y
+                faces.append(f)
+    return _dedupe(faces)
 
 
 def find_face(image: np.ndarray, policy: MultiFacePolicy = "largest") -> FaceInfo:

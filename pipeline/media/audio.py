@@ -18,7 +18,7 @@ import math
 import os
 import uuid
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -56,7 +56,6 @@ class _Decoded:
     channel_energy: np.ndarray | None = None  # sum of squares per input channel
     mono_energy: float = 0.0
     errors: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def load_audio(path: str | Path, *, target_rate: int | None = None) -> AudioClip:
@@ -72,7 +71,7 @@ def load_audio(path: str | Path, *, target_rate: int | None = None) -> AudioClip
         raise UnsupportedMedia(f"'{p.name}' is not a file.")
     if p.stat().st_size == 0:
         raise UnsupportedMedia(f"Audio file '{p.name}' is empty (0 bytes).")
-    if target_rate is not None and (not isinstance(target_rate, int) or target_rate <= 0):
+    if target_rate is not None and (not isinstance(target_rate, (int, np.integer)) or target_rate <= 0):
         raise InvalidOption(f"target_rate must be a positive integer, got {target_rate!r}.")
 
     dec = _decode(p)
@@ -148,15 +147,55 @@ def _decode_stream(
     warned_rate = False
     flushed = False
 
-    def frames_of(packet: av.Packet) -> list[av.AudioFrame]:
-        nonlocal errors, last_error
-        try:
-            return list(packet.decode())
-        except av.FFmpegError as exc:
-            errors += 1
-            last_error = exc
-            log.debug("%s: skipping undecodable packet: %s", name, exc)
-            return []
+    def consume(frame: av.AudioFrame) -> None:
+        nonlocal n_out, out_rate, t0, n_channels, channel_energy, mono_energy, warned_rate
+        if frame.samples == 0:
+            return
+        data = _frame_to_float(frame)  # (channels, samples)
+        ch = data.shape[0]
+        if channel is not None:
+            mono = data[min(channel, ch - 1)]
+        else:
+            mono = _mix_down(data, frame)
+            if n_channels == 0:
+                channel_energy = np.zeros(ch, dtype=np.float64)
+            if channel_energy is not None and ch == channel_energy.shape[0]:
+                channel_energy += np.einsum("ij,ij->i", data, data, dtype=np.float64)
+                mono_energy += float(np.dot(mono.astype(np.float64), mono))
+            else:
+                channel_energy = None  # layout changed mid-stream: no anti-phase check
+        n_channels = max(n_channels, ch)
+
+        rate = frame.sample_rate
+        if out_rate is None:
+            out_rate = rate
+        elif rate != out_rate:
+            if not warned_rate:
+                log.warning("%s: sample rate changes mid-stream (%d -> %d Hz)", name, out_rate, rate)
+                warned_rate = True
+            ratio = Fraction(out_rate, rate)
+            mono = signal.resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
+
+        # Timestamps, when the decoder gives them, reveal dropped packets: fill with silence.
+        if frame.pts is not None and frame.time_base is not None:
+            t = float(frame.pts * frame.time_base)
+            if t0 is None:
+                t0 = t - n_out / out_rate
+            gap = int(round((t - t0) * out_rate)) - n_out
+            if _GAP_TOLERANCE_S * out_rate < gap <= _MAX_GAP_S * out_rate:
+                log.warning(
+                    "%s: %.3f s of audio missing at %.3f s; filled with silence",
+                    name,
+                    gap / out_rate,
+                    n_out / out_rate,
+                )
+                chunks.append(np.zeros(gap, dtype=np.float32))
+                n_out += gap
+            elif gap > _MAX_GAP_S * out_rate:
+                log.warning("%s: timestamp jump of %.1f s ignored", name, gap / out_rate)
+                t0 += gap / out_rate
+        chunks.append(mono)
+        n_out += len(mono)
 
     demux = container.demux(stream)
     while True:
@@ -170,58 +209,21 @@ def _decode_stream(
             log.warning("%s: stopped reading at a damaged part of the file: %s", name, exc)
             break
         if packet.size == 0 and packet.pts is None:
-            flushed = True
-        for frame in frames_of(packet):
-            if frame.samples == 0:
-                continue
-            data = _frame_to_float(frame)  # (channels, samples)
-            ch = data.shape[0]
-            if channel is not None:
-                mono = data[min(channel, ch - 1)]
-            else:
-                mono = _mix_down(data, frame)
-                if n_channels == 0:
-                    n_channels = ch
-                    channel_energy = np.zeros(ch, dtype=np.float64)
-                if channel_energy is not None and ch == channel_energy.shape[0]:
-                    channel_energy += np.einsum("ij,ij->i", data, data, dtype=np.float64)
-                    mono_energy += float(np.dot(mono.astype(np.float64), mono))
-                else:
-                    channel_energy = None  # layout changed mid-stream: no anti-phase check
-            n_channels = max(n_channels, ch)
-
-            rate = frame.sample_rate
-            if out_rate is None:
-                out_rate = rate
-            elif rate != out_rate:
-                if not warned_rate:
-                    log.warning("%s: sample rate changes mid-stream (%d -> %d Hz)", name, out_rate, rate)
-                    warned_rate = True
-                ratio = Fraction(out_rate, rate)
-                mono = signal.resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
-
-            # Timestamps, when the decoder gives them, reveal dropped packets: fill with silence.
-            if frame.pts is not None and frame.time_base is not None:
-                t = float(frame.pts * frame.time_base)
-                if t0 is None:
-                    t0 = t - n_out / out_rate
-                gap = int(round((t - t0) * out_rate)) - n_out
-                if _GAP_TOLERANCE_S * out_rate < gap <= _MAX_GAP_S * out_rate:
-                    log.warning("%s: %.3f s of audio missing at %.3f s; filled with silence", name, gap / out_rate, n_out / out_rate)
-                    chunks.append(np.zeros(gap, dtype=np.float32))
-                    n_out += gap
-                elif gap > _MAX_GAP_S * out_rate:
-                    log.warning("%s: timestamp jump of %.1f s ignored", name, gap / out_rate)
-                    t0 += gap / out_rate
-            chunks.append(mono)
-            n_out += len(mono)
+            flushed = True  # the demuxer's end-of-stream packet drains the decoder
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            errors += 1
+            last_error = exc
+            log.debug("%s: skipping undecodable packet: %s", name, exc)
+            continue
+        for frame in frames:
+            consume(frame)
 
     if not flushed:
         try:
             for frame in stream.codec_context.decode(None):
-                if frame.samples:
-                    data = _frame_to_float(frame)
-                    chunks.append(data[min(channel, data.shape[0] - 1)] if channel is not None else _mix_down(data, frame))
+                consume(frame)
         except av.FFmpegError as exc:
             log.debug("%s: decoder flush failed: %s", name, exc)
 

@@ -153,13 +153,16 @@ def smooth(curve: np.ndarray, rate: float = RATE, time_constant: float = 0.018) 
 def closures(keys: Sequence[Key], min_len: float = 0.0) -> list[Closure]:
     """Intervals where the lips must touch: bilabial phones and long pauses."""
     out: list[Closure] = []
-    for k in keys:
+    for i, k in enumerate(keys):
         if k.kind == "bilabial":
             dur = k.end - k.start
             # the lips meet at the start of the phone and part for the release
             out.append(Closure(k.start, k.end - 0.25 * dur))
         elif k.kind == "pause" and (k.end - k.start) >= max(min_len, SHORT_PAUSE):
-            out.append(Closure(k.start + 0.04, k.end - 0.04))
+            # leave room to close after speech and to open before it, except at the ends
+            a = k.start if i == 0 else k.start + 0.04
+            b = k.end + 1.0 if i == len(keys) - 1 else k.end - 0.04
+            out.append(Closure(a, b))
     return [c for c in out if c.end > c.start]
 
 

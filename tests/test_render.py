@@ -1,0 +1,108 @@
+"""End to end: Piper sentence on the astronaut photo -> MP4, checked on the file and on
+the mouth as FaceMesh sees it in the decoded frames."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+import pipeline
+from pipeline import timing
+from pipeline.export import probe
+from pipeline.face.landmarks import detect_faces, mouth_gap_ratio
+from pipeline.options import RenderOptions
+from pipeline.visemes.inventory import BILABIALS, OPEN_VOWELS
+
+
+def decode(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def gaps(frames) -> np.ndarray:
+    out = []
+    for f in frames:
+        faces = detect_faces(f)
+        out.append(mouth_gap_ratio(faces[0]) if faces else np.nan)
+    return np.array(out)
+
+
+def test_file_is_h264_aac_cfr_with_exact_frame_count(rendered, speech):
+    info = probe(rendered.path)
+    n = timing.frame_count(speech.duration, 25)
+    assert rendered.frames == n
+    assert info["video_codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert info["audio_codec"] == "aac"
+    assert abs(info["fps"] - 25.0) < 1e-6
+    assert info["frames"] == n
+    assert abs(info["video_duration"] - speech.duration) <= 1 / 25
+    assert abs(info["audio_duration"] - speech.duration) <= 1 / 25
+    assert (info["width"], info["height"]) == (512, 512)
+
+
+def test_mouth_closes_on_bilabials_and_opens_on_open_vowels(rendered, speech):
+    g = gaps(decode(rendered.path))
+    assert not np.isnan(g).any(), "FaceMesh lost the face in a rendered frame"
+    fps = 25
+
+    def window(p):
+        a = max(0, timing.frame_index(p.start, fps) - 1)
+        b = min(len(g), timing.frame_index(p.end, fps) + 2)
+        return g[a:b]
+
+    bil = [p for p in speech.phonemes if p.symbol in BILABIALS]
+    opn = [p for p in speech.phonemes if p.symbol in OPEN_VOWELS]
+    assert len(bil) >= 4 and len(opn) >= 3
+    closed = [window(p).min() < 0.05 for p in bil]
+    opened = [window(p).max() > 0.15 for p in opn]
+    assert all(closed), f"bilabials not closed: {[round(float(window(p).min()), 3) for p in bil]}"
+    assert all(opened), f"open vowels not open: {[round(float(window(p).max()), 3) for p in opn]}"
+    # silence at the very start is closed
+    assert g[0] < 0.05
+
+
+def test_render_is_deterministic_and_static_outside_the_face(avatar, speech):
+    opts = RenderOptions(blinks=False)
+    a = list(pipeline.render(avatar, speech, opts))
+    b = list(pipeline.render(avatar, speech, opts))
+    assert len(a) == timing.frame_count(speech.duration, 25)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # everything above the nose and outside the lower face is pixel-identical to the source
+    lm = avatar.face.landmarks
+    nose_y = int(lm[2, 1]) - 2
+    src = avatar.image
+    for f in a[::5]:
+        assert np.array_equal(f[:nose_y], src[:nose_y])
+        assert np.array_equal(f[:, :150], src[:, :150]) and np.array_equal(f[:, 320:], src[:, 320:])
+
+
+def test_blinks_close_the_eyes_sometimes(avatar):
+    speech = pipeline.synthesize("This sentence is long enough for the avatar to blink at least once, I hope.")
+    tracks = pipeline.plan(speech, RenderOptions(seed=3))
+    blink = tracks.get("blink")
+    assert blink.max() > 0.95
+    assert (blink > 0.5).mean() < 0.1
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".m4a"])
+def test_uploaded_audio_animates_through_the_acoustic_path(avatar, speech_wav, tmp_path, suffix):
+    src = speech_wav
+    if suffix != ".wav":
+        src = tmp_path / f"speech{suffix}"
+        with av.open(str(speech_wav)) as inp, av.open(str(src), "w") as out:
+            stream = out.add_stream("aac", rate=44100)
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=44100)
+            for frame in inp.decode(audio=0):
+                for r in resampler.resample(frame):
+                    for p in stream.encode(r):
+                        out.mux(p)
+            for p in stream.encode(None):
+                out.mux(p)
+    speech = pipeline.load_speech(src)
+    assert speech.phonemes is None
+    res = pipeline.render_to_file(avatar, speech, tmp_path / "from_audio.mp4")
+    info = probe(res.path)
+    assert info["frames"] == timing.frame_count(speech.duration, 25)
+    g = gaps(decode(res.path)[::2])
+    assert np.nanmax(g) > 0.12 and np.nanmin(g) < 0.05

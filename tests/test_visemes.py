@@ -1,0 +1,110 @@
+"""Each viseme pass on its own, then the whole chain."""
+
+import numpy as np
+import pytest
+
+from pipeline.types import AudioClip, Phoneme, Speech
+from pipeline.visemes import build_mouth_tracks, inventory, passes
+
+CH = passes.CH
+
+
+def ph(sym, a, b, stress=0):
+    return Phoneme(sym, a, b, stress)
+
+
+def test_canonical_maps_ipa_arpabet_and_unknowns():
+    assert inventory.canonical("AA1") == "ɑ"
+    assert inventory.canonical("P") == "p"
+    assert inventory.canonical("ɡ") == "g"
+    assert inventory.canonical("ˈa") == "a"
+    assert inventory.canonical(" ") == inventory.PAUSE
+    assert inventory.canonical("☃") == "?"
+    assert inventory.classify("☃").kind == "weak"  # neutral pose, no crash
+
+
+def test_targets_bilabial_closed_and_open_vowel_open():
+    keys = passes.targets([ph("p", 0, 0.1), ph("ɑ", 0.1, 0.3, stress=1)])
+    assert keys[0].target[CH["gap"]] == 0 and keys[0].target[CH["press"]] == 1
+    assert keys[1].target[CH["jaw"]] > 0.9
+    assert keys[1].kind == "vowel" and keys[0].kind == "bilabial"
+
+
+def test_pauses_merges_adjacent_and_weakens_short_word_gaps():
+    keys = passes.targets(
+        [ph("a", 0, 0.1), ph("_", 0.1, 0.15), ph("a", 0.15, 0.3), ph("_", 0.3, 0.35), ph("_", 0.35, 0.6), ph("a", 0.6, 0.7)]
+    )
+    out = passes.pauses(keys)
+    assert [k.kind for k in out] == ["vowel", "weak", "vowel", "pause", "vowel"]
+    assert out[3].start == 0.3 and out[3].end == 0.6
+
+
+def test_coarticulation_blends_neighbours_but_reaches_long_targets():
+    keys = passes.targets([ph("ɑ", 0.0, 0.3), ph("u", 0.3, 0.6)])
+    curve = passes.coarticulate(keys, 0.6)
+    jaw, rnd = curve[:, CH["jaw"]], curve[:, CH["round"]]
+    t = np.arange(len(curve)) / passes.RATE
+    assert jaw[np.searchsorted(t, 0.1)] > 0.9  # middle of a long /a/: its own target
+    assert rnd[np.searchsorted(t, 0.5)] > 0.9
+    # at the boundary the shapes are mixed, not switched
+    mid = np.searchsorted(t, 0.3)
+    assert 0.3 < jaw[mid] < 0.9 and 0.2 < rnd[mid] < 0.9
+
+
+def test_bilabial_anticipation_starts_closing_before_the_phone():
+    keys = passes.targets([ph("ɑ", 0.0, 0.3), ph("m", 0.3, 0.4), ph("ɑ", 0.4, 0.7)])
+    curve = passes.coarticulate(keys, 0.7)
+    t = np.arange(len(curve)) / passes.RATE
+    press = curve[:, CH["press"]]
+    assert press[np.searchsorted(t, 0.27)] > press[np.searchsorted(t, 0.15)] + 0.05
+
+
+def test_smooth_is_zero_phase():
+    x = np.zeros((200, passes.N_CH), np.float32)
+    x[100] = 1.0
+    y = passes.smooth(x)
+    assert int(np.argmax(y[:, 0])) == 100
+    assert abs(float(y[:, 0].sum()) - 1.0) < 0.05
+
+
+@pytest.mark.parametrize("fps", [24, 25, 29.97, 30, 50, 60])
+def test_sample_closes_a_short_p_on_at_least_one_frame(fps):
+    phones = [ph("ɑ", 0.0, 0.4), ph("p", 0.4, 0.42), ph("ɑ", 0.42, 0.8)]
+    speech = Speech(AudioClip(np.zeros(int(0.8 * 16000), np.float32), 16000), tuple(phones))
+    tracks = build_mouth_tracks(speech, fps)
+    gap = tracks.get("gap")
+    i = int(0.41 * fps)
+    assert gap[max(0, i - 1) : i + 2].min() == 0.0
+    assert tracks.n_frames == round(0.8 * fps)
+    assert gap.max() > 0.5
+
+
+def test_sample_opens_a_short_vowel_between_bilabials():
+    phones = [ph("_", 0, 0.2), ph("b", 0.2, 0.28), ph("æ", 0.28, 0.32), ph("m", 0.32, 0.4), ph("_", 0.4, 0.8)]
+    speech = Speech(AudioClip(np.zeros(16000, np.float32) , 16000), tuple(phones))
+    gap = build_mouth_tracks(speech, 25).get("gap")
+    vowel_frames = gap[int(0.28 * 25) - 1 : int(0.32 * 25) + 2]
+    assert vowel_frames.max() > 0.5
+
+
+def test_silence_is_closed():
+    phones = [ph("_", 0, 0.5), ph("ɑ", 0.5, 0.8), ph("_", 0.8, 1.5)]
+    speech = Speech(AudioClip(np.zeros(24000, np.float32), 16000), tuple(phones))
+    gap = build_mouth_tracks(speech, 25).get("gap")
+    assert gap[:10].max() == 0.0 and gap[-10:].max() == 0.0
+    assert gap[13:20].max() > 0.6
+
+
+def test_acoustic_fallback_follows_loudness_and_gates_noise():
+    rate = 16000
+    t = np.arange(int(2.0 * rate)) / rate
+    rng = np.random.default_rng(0)
+    x = 0.003 * rng.standard_normal(len(t))  # quiet noise floor
+    burst = (t > 0.5) & (t < 1.2)
+    x[burst] += 0.5 * np.sin(2 * np.pi * 220 * t[burst]) * np.sin(np.pi * (t[burst] - 0.5) / 0.7)
+    speech = Speech(AudioClip(x.astype(np.float32), rate), None)
+    tr = build_mouth_tracks(speech, 25)
+    jaw = tr.get("jaw")
+    assert jaw[:10].max() < 0.05  # noise does not move the mouth
+    assert jaw[18:28].max() > 0.4  # the loud part opens it
+    assert jaw[-15:].max() < 0.05
