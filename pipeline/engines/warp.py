@@ -148,7 +148,8 @@ def _prepare_mouth(image: np.ndarray, lm: np.ndarray) -> MouthRig:
     UOs = np.minimum(f_uo(u), Us - 0.5)
     LOs = np.maximum(f_lo(u), Ls + 0.5)
     Ns = np.minimum(np.full_like(u, v_nose), UOs - 1.0)
-    Cs = np.maximum(f_jaw(u), LOs + 0.15 * W)
+    # the knot sits a little below the landmark contour so the real chin edge moves rigidly
+    Cs = np.maximum(f_jaw(u) + 0.07 * W, LOs + 0.15 * W)
     Fe = Cs + np.float32(fade)
     u_in_l, u_in_r = loc[78, 0], loc[308, 0]
     hw = np.where(u < 0, -u_in_l, u_in_r).astype(np.float32)
