@@ -61,7 +61,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.text:
         speech = pipeline.synthesize(args.text, voice_opts)
     else:
-        speech = pipeline.load_speech(args.audio)
+        speech = pipeline.load_speech(args.audio, text=args.transcript or "", timing=args.timing)
+        log.info("speech timing from %s", speech.source)
     result = pipeline.render_to_file(avatar, speech, args.out, render_opts, export_opts, progress=_progress_printer())
     total = time.perf_counter() - t0
     print(
@@ -89,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--avatar", required=True, help="face image (any format Pillow reads)")
     r.add_argument("--text", help="what the avatar says (spoken with TTS)")
     r.add_argument("--audio", help="speech audio file instead of text (wav, mp3, m4a, ogg, flac, ...)")
+    r.add_argument("--transcript", help="with --audio: what is said, for exact phoneme timing (English)")
+    r.add_argument(
+        "--timing",
+        choices=["auto", "align", "phones", "acoustic"],
+        default="auto",
+        help="with --audio: how mouth timing is found (default: auto = align with a transcript, "
+        "else phone recognition, acoustic as the fallback)",
+    )
     r.add_argument("--out", required=True, help="output video file (.mp4)")
     add_dataclass_args(r, RenderOptions)
     add_dataclass_args(r, VoiceOptions, skip=("max_chars",))

@@ -50,14 +50,33 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
     return piper_tts.synthesize(text, opts)
 
 
-def load_speech(path: str | Path, *, text: str = "") -> Speech:
-    """Recorded or uploaded audio, decoded, resampled and loudness-normalised.
+def load_speech(path: str | Path, *, text: str = "", timing: str = "auto") -> Speech:
+    """Recorded or uploaded audio, decoded and loudness-normalised, with phoneme times.
 
-    Phoneme times are not known yet, so the mouth follows the sound itself.
+    ``timing``: "align" (forced alignment of ``text``, English), "phones" (phone
+    recognition, English), "acoustic" (from the sound alone, any language), or "auto":
+    align when there is a transcript, else recognise phones, and fall back to the
+    acoustic estimate whenever a step fails, so every input animates.
     """
     from pipeline.media.audio import load_audio, normalize_loudness
+    from pipeline.speech import align
 
     clip = normalize_loudness(load_audio(path))
+    text = (text or "").strip()
+    if timing not in ("auto", "align", "phones", "acoustic"):
+        raise PipelineError(f"Unknown timing mode {timing!r}: use auto, align, phones or acoustic.")
+    if timing == "acoustic":
+        return Speech(audio=clip, phonemes=None, text=text, source="acoustic")
+    if text and timing in ("auto", "align"):
+        try:
+            phones, words = align.align(clip, text)
+            return Speech(audio=clip, phonemes=phones, words=words, text=text, source="align")
+        except align.AlignmentFailed as exc:
+            log.warning("alignment failed (%s); recognising phones instead", exc)
+    try:
+        return Speech(audio=clip, phonemes=align.recognize(clip), text=text, source="phones")
+    except align.AlignmentFailed as exc:
+        log.warning("phone recognition failed (%s); using the acoustic estimate", exc)
     return Speech(audio=clip, phonemes=None, text=text, source="acoustic")
 
 

@@ -85,24 +85,51 @@ def test_blinks_close_the_eyes_sometimes(avatar):
     assert (blink > 0.5).mean() < 0.1
 
 
-@pytest.mark.parametrize("suffix", [".wav", ".m4a"])
-def test_uploaded_audio_animates_through_the_acoustic_path(avatar, speech_wav, tmp_path, suffix):
-    src = speech_wav
-    if suffix != ".wav":
-        src = tmp_path / f"speech{suffix}"
-        with av.open(str(speech_wav)) as inp, av.open(str(src), "w") as out:
-            stream = out.add_stream("aac", rate=44100)
-            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=44100)
-            for frame in inp.decode(audio=0):
-                for r in resampler.resample(frame):
-                    for p in stream.encode(r):
-                        out.mux(p)
-            for p in stream.encode(None):
-                out.mux(p)
-    speech = pipeline.load_speech(src)
-    assert speech.phonemes is None
+def _to_m4a(src, dst):
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=44100)
+        for frame in inp.decode(audio=0):
+            for r in resampler.resample(frame):
+                for p in stream.encode(r):
+                    out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "suffix,text,timing,source",
+    [
+        (".wav", "", "acoustic", "acoustic"),
+        (".m4a", "", "auto", "phones"),
+        (".wav", "Peter bought a bamboo map for Bob.", "auto", "align"),
+    ],
+)
+def test_uploaded_audio_animates(avatar, speech_wav, tmp_path, suffix, text, timing, source):
+    src = speech_wav if suffix == ".wav" else _to_m4a(speech_wav, tmp_path / "speech.m4a")
+    speech = pipeline.load_speech(src, text=text, timing=timing)
+    assert speech.source == source
+    assert (speech.phonemes is None) == (source == "acoustic")
     res = pipeline.render_to_file(avatar, speech, tmp_path / "from_audio.mp4")
     info = probe(res.path)
-    assert info["frames"] == timing.frame_count(speech.duration, 25)
+    assert info["frames"] == timing_frames(speech.duration)
     g = gaps(decode(res.path)[::2])
     assert np.nanmax(g) > 0.12 and np.nanmin(g) < 0.05
+
+
+def timing_frames(duration: float) -> int:
+    return timing.frame_count(duration, 25)
+
+
+def test_forced_alignment_matches_tts_timing(speech):
+    """Alignment of the Piper sentence lands its bilabials near Piper's own times."""
+    from pipeline.speech import align
+
+    phones, words = align.align(speech.audio, speech.text)
+    assert [w.text for w in words][:3] == ["peter", "bought", "a"]
+    truth = [p for p in speech.phonemes if p.symbol in "pbm"]
+    found = [p for p in phones if p.symbol in "pbm"]
+    assert len(found) == len(truth)
+    errs = [abs(0.5 * (a.start + a.end) - 0.5 * (b.start + b.end)) for a, b in zip(truth, found)]
+    assert float(np.median(errs)) < 0.04

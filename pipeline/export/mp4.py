@@ -47,6 +47,8 @@ class Mp4Writer:
 
     The file appears at ``path`` only when ``close()`` succeeds; until then it is written
     to a hidden temp file next to it (``.<name>.<id>.partial.mp4``), removed on failure.
+    Bad settings raise InvalidOption; caller mistakes (wrong frame shape or dtype, no
+    frames, write after close) raise ValueError.
     """
 
     def __init__(
@@ -63,7 +65,11 @@ class Mp4Writer:
             raise InvalidOption(f"Video size must be whole pixels, got {width!r} x {height!r}.")
         if not (1 <= width <= _MAX_SIDE and 1 <= height <= _MAX_SIDE):
             raise InvalidOption(f"Video size {width}x{height} is out of range (1..{_MAX_SIDE} px per side).")
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 1.0 <= fps <= 240.0):
+        try:
+            fps_value = float(fps)
+        except (TypeError, ValueError):
+            fps_value = math.nan
+        if not (math.isfinite(fps_value) and 1.0 <= fps_value <= 240.0):
             raise InvalidOption(f"Frame rate must be between 1 and 240 fps, got {fps!r}.")
         if not 0 <= opts.crf <= 51:
             raise InvalidOption(f"CRF must be between 0 and 51, got {opts.crf}.")
@@ -71,7 +77,7 @@ class Mp4Writer:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self._enc_w, self._enc_h = self.width + self.width % 2, self.height + self.height % 2
-        self.rate: Fraction = fps_fraction(float(fps))
+        self.rate: Fraction = fps_fraction(fps_value)
         self._time_base = Fraction(1, 1) / self.rate
         self._frames = 0
         self._closed = False

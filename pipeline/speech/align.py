@@ -1,0 +1,184 @@
+"""Phoneme times for recorded speech with pocketsphinx (English model in the wheel).
+
+- ``align(audio, text)``: forced alignment of a transcript (word and phone times).
+  Words missing from the CMU dictionary get a pronunciation from espeak-ng (the one
+  inside piper-tts), mapped from IPA to ARPAbet.
+- ``recognize(audio)``: allphone recognition when there is no transcript.
+
+Both return canonical-IPA ``Phoneme`` tuples (pauses as ``_``), or raise
+``AlignmentFailed`` so the caller can fall back to the acoustic estimator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from pipeline import models
+from pipeline.errors import PipelineError
+from pipeline.types import AudioClip, Phoneme, Word
+from pipeline.visemes.inventory import PAUSE, canonical
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+FRAME_S = 0.01  # pocketsphinx frame period
+
+
+class AlignmentFailed(PipelineError):
+    code = "alignment_failed"
+
+
+def _model_dir() -> Path:
+    import pocketsphinx
+
+    return Path(pocketsphinx.__file__).parent / "model" / "en-us"
+
+
+def _pcm(audio: AudioClip) -> bytes:
+    x = audio.samples.astype(np.float32)
+    if audio.rate != RATE:
+        g = np.gcd(int(audio.rate), RATE)
+        x = resample_poly(x, RATE // g, int(audio.rate) // g)
+    return (np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+def _decoder(kind: str):
+    def load():
+        from pocketsphinx import Decoder
+
+        if kind == "allphone":
+            return Decoder(
+                samprate=RATE, allphone=str(_model_dir() / "en-us-phone.lm.bin"), lm=None, lw=2.0,
+                beam=1e-20, pbeam=1e-20, logfn=os.devnull,
+            )
+        return Decoder(samprate=RATE, lm=None, logfn=os.devnull)
+
+    return models.get(f"pocketsphinx:{kind}", load)
+
+
+# IPA (espeak) -> ARPAbet, for words the dictionary lacks
+_IPA_ARPA = {
+    "p": "P", "b": "B", "t": "T", "d": "D", "k": "K", "g": "G", "ɡ": "G", "m": "M", "n": "N", "ŋ": "NG",
+    "f": "F", "v": "V", "θ": "TH", "ð": "DH", "s": "S", "z": "Z", "ʃ": "SH", "ʒ": "ZH", "h": "HH",
+    "l": "L", "ɹ": "R", "r": "R", "w": "W", "j": "Y", "ɾ": "T", "ʔ": "T",
+    "i": "IY", "ɪ": "IH", "e": "EY", "ɛ": "EH", "æ": "AE", "a": "AA", "ɑ": "AA", "ɒ": "AA", "ʌ": "AH",
+    "ə": "AH", "ɐ": "AH", "ɔ": "AO", "o": "OW", "ʊ": "UH", "u": "UW", "ɜ": "ER", "ɚ": "ER", "ᵻ": "IH",
+}
+
+
+def _espeak_arpabet(word: str) -> list[str]:
+    from piper.phonemize_espeak import EspeakPhonemizer
+
+    entry = models.get("espeak.phonemizer", EspeakPhonemizer)
+    with entry.lock:
+        sentences = entry.model.phonemize("en-us", word)
+    out: list[str] = []
+    for ph in (p for s in sentences for p in s):
+        if ph == "ʧ":
+            out.append("CH")
+        elif ph == "ʤ":
+            out.append("JH")
+        elif ph in _IPA_ARPA:
+            out.append(_IPA_ARPA[ph])
+    return out
+
+
+def _words(text: str) -> list[str]:
+    text = text.lower().replace("’", "'")
+    return [w for w in re.findall(r"[a-z0-9']+", text) if w.strip("'")]
+
+
+def _to_phonemes(segments: list[tuple[str, float, float]]) -> tuple[Phoneme, ...]:
+    out: list[Phoneme] = []
+    for name, start, end in segments:
+        base = name.strip("+").upper()
+        if base in ("SIL", "NSN", "SPN", "") or name.startswith("<") or name.startswith("+"):
+            sym = PAUSE
+        else:
+            sym = canonical(name)
+            if sym == "?":
+                sym = PAUSE
+        stress = 1 if name[-1:] == "1" else 0
+        if out and sym == PAUSE and out[-1].symbol == PAUSE:
+            out[-1] = Phoneme(PAUSE, out[-1].start, end)
+            continue
+        out.append(Phoneme(sym, start, end, stress))
+    return tuple(out)
+
+
+def _fill(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme, ...]:
+    """Close gaps with pauses and cover [0, duration]."""
+    out: list[Phoneme] = []
+    t = 0.0
+    for p in phones:
+        if p.start > t + 1e-6:
+            out.append(Phoneme(PAUSE, t, p.start))
+        out.append(p)
+        t = p.end
+    if t < duration - 1e-6:
+        out.append(Phoneme(PAUSE, t, duration))
+    return tuple(out)
+
+
+def align(audio: AudioClip, text: str) -> tuple[tuple[Phoneme, ...], tuple[Word, ...]]:
+    """Forced alignment of ``text`` (English) to ``audio``: phones and words with times."""
+    words = _words(text)
+    if not words:
+        raise AlignmentFailed("The transcript has no words to align.")
+    entry = _decoder("align")
+    pcm = _pcm(audio)
+    with entry.lock:
+        d = entry.model
+        for w in set(words):
+            if d.lookup_word(w) is None:
+                pron = _espeak_arpabet(w)
+                if not pron:
+                    raise AlignmentFailed(f"No pronunciation for {w!r}.")
+                d.add_word(w, " ".join(pron), True)
+        try:
+            d.set_align_text(" ".join(words))
+            d.start_utt()
+            d.process_raw(pcm, full_utt=True)
+            d.end_utt()
+            d.set_alignment()
+            d.start_utt()
+            d.process_raw(pcm, full_utt=True)
+            d.end_utt()
+            al = d.get_alignment()
+        except RuntimeError as exc:
+            raise AlignmentFailed(f"Forced alignment failed: {exc}") from exc
+        if al is None:
+            raise AlignmentFailed("Forced alignment found no path through the audio.")
+        segs: list[tuple[str, float, float]] = []
+        word_spans: list[Word] = []
+        for w in al:
+            ws = w.start * FRAME_S
+            we = (w.start + w.duration) * FRAME_S
+            if w.name not in ("<sil>", "<s>", "</s>", "sil"):
+                word_spans.append(Word(w.name, ws, we))
+            for ph in w:
+                segs.append((ph.name, ph.start * FRAME_S, (ph.start + ph.duration) * FRAME_S))
+    if not segs:
+        raise AlignmentFailed("Forced alignment returned no phones.")
+    return _fill(_to_phonemes(segs), audio.duration), tuple(word_spans)
+
+
+def recognize(audio: AudioClip) -> tuple[Phoneme, ...]:
+    """Phones recognised without a transcript (English allphone model)."""
+    entry = _decoder("allphone")
+    pcm = _pcm(audio)
+    with entry.lock:
+        d = entry.model
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        segs = [(s.word, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in d.seg()]
+    if not segs:
+        raise AlignmentFailed("No phones were recognised.")
+    return _fill(_to_phonemes(segs), audio.duration)
