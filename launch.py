@@ -72,6 +72,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_visemes(args: argparse.Namespace) -> int:
+    import pipeline
+    from pipeline.visemes import export
+
+    speech = pipeline.load_speech(args.audio, text=args.text or "", timing=args.timing)
+    tracks = pipeline.plan(speech, RenderOptions(fps=args.fps, blinks=False))
+    fmt = {"rhubarb": "rhubarb", "json": "json", "tsv": "tsv"}[args.format]
+    if args.format == "rhubarb" and str(args.out).endswith(".tsv"):
+        fmt = "rhubarb-tsv"
+    if speech.phonemes is None and fmt.startswith("rhubarb"):
+        raise SystemExit("visemes: Rhubarb shapes need phoneme timing; use --timing auto/align/phones")
+    path = export.write(speech, tracks, args.out, fmt, sound_file=str(args.audio))  # type: ignore[arg-type]
+    print(f"Wrote {path} ({fmt}, timing from {speech.source}, {tracks.n_frames} frames at {args.fps} fps)")
+    return 0
+
+
 def cmd_studio(args: argparse.Namespace) -> int:
     from studio.app import launch
 
@@ -103,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(r, VoiceOptions, skip=("max_chars",))
     add_dataclass_args(r, ExportOptions)
     r.set_defaults(func=cmd_render)
+    v = sub.add_parser("visemes", help="write the mouth-shape timeline of an audio file")
+    v.add_argument("audio", help="speech audio file")
+    v.add_argument("--text", help="transcript for exact timing (English)")
+    v.add_argument("--timing", choices=["auto", "align", "phones", "acoustic"], default="auto")
+    v.add_argument("--format", choices=["json", "tsv", "rhubarb"], default="json",
+                   help="json/tsv: per-frame mouth pose; rhubarb: Rhubarb Lip Sync shapes A-H, X "
+                   "(JSON like `rhubarb -f json`, or Rhubarb TSV when --out ends in .tsv)")
+    v.add_argument("--fps", type=float, default=25.0, help="frame rate of the json/tsv pose timeline")
+    v.add_argument("--out", required=True, help="output file")
+    v.set_defaults(func=cmd_visemes)
     s = sub.add_parser("studio", help="serve the studio (the default)")
     s.set_defaults(func=cmd_studio)
     return p
