@@ -49,17 +49,17 @@ def _pcm(audio: AudioClip) -> bytes:
 
 
 def _decoder(kind: str):
-    def load():
-        from pocketsphinx import Decoder
+    """A fresh decoder. pocketsphinx adapts its cepstral mean across utterances, so a
+    shared decoder would give different times for the same audio depending on what it
+    decoded before; creating one costs ~0.1 s and keeps results reproducible."""
+    from pocketsphinx import Decoder
 
-        if kind == "allphone":
-            return Decoder(
-                samprate=RATE, allphone=str(_model_dir() / "en-us-phone.lm.bin"), lm=None, lw=2.0,
-                beam=1e-20, pbeam=1e-20, logfn=os.devnull,
-            )
-        return Decoder(samprate=RATE, lm=None, logfn=os.devnull)
-
-    return models.get(f"pocketsphinx:{kind}", load)
+    if kind == "allphone":
+        return Decoder(
+            samprate=RATE, allphone=str(_model_dir() / "en-us-phone.lm.bin"), lm=None, lw=2.0,
+            beam=1e-20, pbeam=1e-20, logfn=os.devnull,
+        )
+    return Decoder(samprate=RATE, lm=None, logfn=os.devnull, beam=1e-80, wbeam=1e-60, pbeam=1e-80)
 
 
 # IPA (espeak) -> ARPAbet, for words the dictionary lacks
@@ -126,44 +126,45 @@ def _fill(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme, ...]:
     return tuple(out)
 
 
+def _run_alignment(d, words: list[str], pcm: bytes):
+    for w in set(words):
+        if d.lookup_word(w) is None:
+            pron = _espeak_arpabet(w)
+            if not pron:
+                raise AlignmentFailed(f"No pronunciation for {w!r}.")
+            d.add_word(w, " ".join(pron), True)
+    d.set_align_text(" ".join(words))
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+    d.set_alignment()
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+    return d.get_alignment()
+
+
 def align(audio: AudioClip, text: str) -> tuple[tuple[Phoneme, ...], tuple[Word, ...]]:
     """Forced alignment of ``text`` (English) to ``audio``: phones and words with times."""
     words = _words(text)
     if not words:
         raise AlignmentFailed("The transcript has no words to align.")
-    entry = _decoder("align")
     pcm = _pcm(audio)
-    with entry.lock:
-        d = entry.model
-        for w in set(words):
-            if d.lookup_word(w) is None:
-                pron = _espeak_arpabet(w)
-                if not pron:
-                    raise AlignmentFailed(f"No pronunciation for {w!r}.")
-                d.add_word(w, " ".join(pron), True)
-        try:
-            d.set_align_text(" ".join(words))
-            d.start_utt()
-            d.process_raw(pcm, full_utt=True)
-            d.end_utt()
-            d.set_alignment()
-            d.start_utt()
-            d.process_raw(pcm, full_utt=True)
-            d.end_utt()
-            al = d.get_alignment()
-        except RuntimeError as exc:
-            raise AlignmentFailed(f"Forced alignment failed: {exc}") from exc
-        if al is None:
-            raise AlignmentFailed("Forced alignment found no path through the audio.")
-        segs: list[tuple[str, float, float]] = []
-        word_spans: list[Word] = []
-        for w in al:
-            ws = w.start * FRAME_S
-            we = (w.start + w.duration) * FRAME_S
-            if w.name not in ("<sil>", "<s>", "</s>", "sil"):
-                word_spans.append(Word(w.name, ws, we))
-            for ph in w:
-                segs.append((ph.name, ph.start * FRAME_S, (ph.start + ph.duration) * FRAME_S))
+    try:
+        al = _run_alignment(_decoder("align"), words, pcm)
+    except RuntimeError as exc:
+        raise AlignmentFailed(f"Forced alignment failed: {exc}") from exc
+    if al is None:
+        raise AlignmentFailed("Forced alignment found no path through the audio.")
+    segs: list[tuple[str, float, float]] = []
+    word_spans: list[Word] = []
+    for w in al:
+        ws = w.start * FRAME_S
+        we = (w.start + w.duration) * FRAME_S
+        if w.name not in ("<sil>", "<s>", "</s>", "sil"):
+            word_spans.append(Word(w.name, ws, we))
+        for ph in w:
+            segs.append((ph.name, ph.start * FRAME_S, (ph.start + ph.duration) * FRAME_S))
     if not segs:
         raise AlignmentFailed("Forced alignment returned no phones.")
     return _fill(_to_phonemes(segs), audio.duration), tuple(word_spans)
@@ -171,14 +172,11 @@ def align(audio: AudioClip, text: str) -> tuple[tuple[Phoneme, ...], tuple[Word,
 
 def recognize(audio: AudioClip) -> tuple[Phoneme, ...]:
     """Phones recognised without a transcript (English allphone model)."""
-    entry = _decoder("allphone")
-    pcm = _pcm(audio)
-    with entry.lock:
-        d = entry.model
-        d.start_utt()
-        d.process_raw(pcm, full_utt=True)
-        d.end_utt()
-        segs = [(s.word, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in d.seg()]
+    d = _decoder("allphone")
+    d.start_utt()
+    d.process_raw(_pcm(audio), full_utt=True)
+    d.end_utt()
+    segs = [(s.word, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in d.seg()]
     if not segs:
         raise AlignmentFailed("No phones were recognised.")
     return _fill(_to_phonemes(segs), audio.duration)
