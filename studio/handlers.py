@@ -84,7 +84,7 @@ class Cached(Generic[T]):
 
 
 def user_errors(fn: F) -> F:
-    """Show a PipelineError (or a bad option value) to the user as a gr.Error."""
+    """Show a PipelineError to the user as a gr.Error with the pipeline's message."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -92,10 +92,6 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except PipelineError as exc:
             log.info("%s: %s", type(exc).__name__, exc)
-            raise gr.Error(str(exc), print_exception=False) from exc
-        except ValueError as exc:
-            if isinstance(exc, gr.Error):
-                raise
             raise gr.Error(str(exc), print_exception=False) from exc
 
     return wrapper  # type: ignore[return-value]
@@ -170,7 +166,7 @@ class Handlers:
         return Cached(key, avatar)
 
     @user_errors
-    def prepare_avatar(self, image: str | None, cached: Cached[Avatar] | None = None):
+    def prepare_avatar(self, image: str | None = None, cached: Cached[Avatar] | None = None):
         """Find the face in the photo: (landmarks preview, session avatar, status)."""
         found = self._avatar(image, cached)
         for warning in found.value.warnings:
@@ -207,10 +203,10 @@ class Handlers:
     @user_errors
     def preview_voice(
         self,
-        voice_mode: str,
-        text: str | None,
-        speed: float | None,
-        audio: str | None,
+        voice_mode: str = TEXT,
+        text: str | None = None,
+        speed: float | None = None,
+        audio: str | None = None,
         cached: Cached[Speech] | None = None,
     ):
         """Make the speech that a render would use: (audio to listen to, session speech, status)."""
@@ -222,11 +218,11 @@ class Handlers:
     @user_errors
     def render(
         self,
-        image: str | None,
-        voice_mode: str,
-        text: str | None,
-        speed: float | None,
-        audio: str | None,
+        image: str | None = None,
+        voice_mode: str = TEXT,
+        text: str | None = None,
+        speed: float | None = None,
+        audio: str | None = None,
         avatar_state: Cached[Avatar] | None = None,
         speech_state: Cached[Speech] | None = None,
         progress: gr.Progress = gr.Progress(),
@@ -234,7 +230,10 @@ class Handlers:
     ):
         """Render the talking video: (video, download, status, session avatar, session speech)."""
         t0 = time.perf_counter()
-        opts = options_from_values(RenderOptions, options)
+        try:
+            opts = options_from_values(RenderOptions, options)
+        except ValueError as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc
         progress(0.0, desc="Finding the face")
         avatar = self._avatar(image, avatar_state)
         progress(0.0, desc="Preparing the voice")
@@ -246,4 +245,6 @@ class Handlers:
 
         result = self.services.render_to_file(avatar.value, speech.value, out, opts, progress=report)
         path = str(result.path)
-        return path, path, render_summary(result, time.perf_counter() - t0), avatar, speech
+        notes = [f"⚠️ {warning}" for warning in avatar.value.warnings]
+        status = "\n\n".join([render_summary(result, time.perf_counter() - t0), *notes])
+        return path, path, status, avatar, speech

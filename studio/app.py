@@ -1,0 +1,208 @@
+"""The studio UI: ``build_ui(services) -> gr.Blocks`` and ``launch(host, port, share)``.
+
+The page is a short intro and a row of tabs. Each tab is one function taking the
+:class:`StudioContext` (handlers, per-session state, the raw inputs other tabs need); a new
+tab (Background, Live, Batch, Jobs) is one more function appended to :data:`TABS`. Tabs
+that read another tab's inputs come after it. Nothing heavy runs at import: models load
+in the pipeline's process-wide cache on the first request.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+from pipeline.options import RenderOptions, VoiceOptions
+from studio.controls import option_control, option_controls
+from studio.handlers import VOICE_MODES, TEXT, Handlers, Services
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "ui"
+
+# System fonts only: the page must not fetch anything from the internet.
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Consolas", "monospace"],
+)
+
+CSS = """
+.gradio-container { max-width: 1180px !important; margin: 0 auto !important; }
+#intro h1 { margin-bottom: 0.2em; }
+.status { min-height: 1.6em; }
+"""
+
+
+def asset(name: str) -> str:
+    """UI prose from ``assets/ui`` (read when the UI is built, not at import)."""
+    path = ASSETS / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        log.warning("UI text %s is missing", path)
+        return ""
+
+
+@dataclass
+class StudioContext:
+    """What the tab builders share."""
+
+    handlers: Handlers
+    avatar: gr.State  # Cached[Avatar] | None, per session
+    speech: gr.State  # Cached[Speech] | None, per session
+    inputs: dict[str, gr.components.Component] = field(default_factory=dict)  # raw inputs by name
+
+
+# ---------------------------------------------------------------------------- tabs
+
+
+def avatar_tab(ctx: StudioContext) -> None:
+    with gr.Tab("Avatar", id="avatar"):
+        gr.Markdown(asset("avatar.md"))
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                photo = gr.Image(
+                    label="Face photo",
+                    sources=["upload", "webcam"],
+                    type="filepath",
+                    image_mode=None,
+                    height=420,
+                )
+                detect = gr.Button("Detect face", variant="primary")
+            with gr.Column():
+                still = gr.Image(label="Detected face", interactive=False, format="png", height=420)
+                status = gr.Markdown(label="Status", elem_classes="status")
+    outputs = [still, ctx.avatar, status]
+    detect.click(
+        ctx.handlers.prepare_avatar, [photo, ctx.avatar], outputs, api_name="prepare_avatar", show_progress_on=[still]
+    )
+    photo.change(
+        ctx.handlers.photo_changed, [photo, ctx.avatar], outputs, api_visibility="private", show_progress_on=[still]
+    )
+    ctx.inputs["photo"] = photo
+
+
+def voice_tab(ctx: StudioContext) -> None:
+    with gr.Tab("Voice", id="voice"):
+        gr.Markdown(asset("voice.md"))
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                mode = gr.Radio(VOICE_MODES, value=TEXT, label="Voice source")
+                with gr.Group(visible=True) as text_group:
+                    text = gr.Textbox(
+                        label="Text",
+                        lines=4,
+                        max_lines=12,
+                        placeholder="Hello there, my name is Avatar.",
+                        max_length=VoiceOptions().max_chars,
+                    )
+                    speed = option_control(VoiceOptions, "speed")
+                with gr.Group(visible=False) as audio_group:
+                    audio = gr.Audio(label="Speech", sources=["microphone", "upload"], type="filepath")
+                preview = gr.Button("Preview voice", variant="primary")
+            with gr.Column():
+                heard = gr.Audio(label="Preview", interactive=False, type="numpy")
+                status = gr.Markdown(label="Status", elem_classes="status")
+    assert speed is not None
+    mode.change(
+        lambda m: (gr.update(visible=m == TEXT), gr.update(visible=m != TEXT)),
+        mode,
+        [text_group, audio_group],
+        api_visibility="private",
+        queue=False,
+    )
+    preview.click(
+        ctx.handlers.preview_voice,
+        [mode, text, speed, audio, ctx.speech],
+        [heard, ctx.speech, status],
+        api_name="preview_voice",
+        show_progress_on=[heard],
+    )
+    ctx.inputs.update(voice_mode=mode, text=text, speed=speed, audio=audio)
+
+
+def render_tab(ctx: StudioContext) -> None:
+    with gr.Tab("Render", id="render"):
+        gr.Markdown(asset("render.md"))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2):
+                with gr.Row():
+                    fps = option_control(RenderOptions, "fps")
+                    size = option_control(RenderOptions, "size")
+                others = option_controls(RenderOptions, skip=("fps", "size"))
+                go = gr.Button("Render", variant="primary", size="lg")
+            with gr.Column(scale=3):
+                video = gr.Video(label="Talking video", interactive=False, height=420)
+                download = gr.File(label="Download MP4", interactive=False, height=90)
+                status = gr.Markdown(label="Status", elem_classes="status")
+    controls = {"fps": fps, "size": size, **others}
+    i = ctx.inputs
+    go.click(
+        ctx.handlers.render,
+        [i["photo"], i["voice_mode"], i["text"], i["speed"], i["audio"], ctx.avatar, ctx.speech],
+        [video, download, status, ctx.avatar, ctx.speech],
+        inputs_kwargs={name: c for name, c in controls.items() if c is not None},
+        api_name="render",
+        show_progress_on=[video],
+    )
+
+
+TabBuilder = Callable[[StudioContext], None]
+TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, render_tab)
+
+
+# ---------------------------------------------------------------------------- app
+
+
+def build_ui(services: Services | None = None) -> gr.Blocks:
+    """The studio as a Blocks app; ``services`` defaults to the ``pipeline`` facade."""
+    handlers = Handlers(services)
+    with gr.Blocks(title="Avatar Studio", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+        ctx = StudioContext(handlers, avatar=gr.State(None), speech=gr.State(None))
+        gr.Markdown(asset("intro.md"), elem_id="intro")
+        with gr.Tabs():
+            for tab in TABS:
+                tab(ctx)
+    return demo
+
+
+def internet_available(host: str = "api.gradio.app", port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``timeout`` (name lookup included)."""
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return bool(ok)
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
+    """Serve the studio (blocks until interrupted)."""
+    if share and not internet_available():
+        log.warning("No internet connection: serving locally only, without a public share link.")
+        share = False
+    demo = build_ui()
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        show_error=True,
+        theme=THEME,
+        css=CSS,
+        footer_links=["api", "settings"],
+    )
