@@ -10,7 +10,9 @@ Nothing here imports gradio; heavy modules are imported on first use.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +26,7 @@ from pipeline.types import Avatar, Frame, Speech, Tracks
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+_SPEECH_LOCK = threading.Lock()
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -43,11 +46,31 @@ def prepare_avatar(source, *, name: str = "avatar", multi_face: str = "largest")
     return Avatar(image=image, face=face, key=image_key(image), name=name, warnings=tuple(warnings))
 
 
+_SPEECH_CACHE: "OrderedDict[tuple, Speech]" = OrderedDict()
+_SPEECH_CACHE_SIZE = 32
+
+
 def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
-    """Text to speech with phoneme timing (Piper, offline)."""
+    """Text to speech with phoneme timing (Piper, offline).
+
+    Piper samples noise, so two syntheses of one text differ slightly; the last few
+    results are kept per process so the same text and voice give the same speech (and
+    the same frames) on a re-render.
+    """
     from pipeline.speech import piper_tts
 
-    return piper_tts.synthesize(text, opts)
+    key = (text, opts)
+    with _SPEECH_LOCK:
+        hit = _SPEECH_CACHE.get(key)
+        if hit is not None:
+            _SPEECH_CACHE.move_to_end(key)
+            return hit
+    speech = piper_tts.synthesize(text, opts)
+    with _SPEECH_LOCK:
+        _SPEECH_CACHE[key] = speech
+        while len(_SPEECH_CACHE) > _SPEECH_CACHE_SIZE:
+            _SPEECH_CACHE.popitem(last=False)
+    return speech
 
 
 def load_speech(path: str | Path, *, text: str = "", timing: str = "auto") -> Speech:
@@ -82,12 +105,18 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto") -> Sp
 
 def plan(speech: Speech, opts: RenderOptions = RenderOptions()) -> Tracks:
     """All per-frame controls for a render: mouth poses plus blinks."""
-    from pipeline.motion import blink_track
+    from pipeline.motion import blink_track, head_tracks
     from pipeline.visemes import build_mouth_tracks
 
     tracks = build_mouth_tracks(speech, opts.fps, opts.mouth_scale)
     if opts.blinks:
         tracks.set("blink", blink_track(tracks.n_frames, opts.fps, opts.seed, speech.phonemes))
+    for name, values in head_tracks(
+        tracks.n_frames, opts.fps, opts.seed, opts.head_motion, opts.brows, speech.phonemes
+    ).items():
+        tracks.set(name, values)
+    if opts.smile:
+        tracks.set("smile", np.full(tracks.n_frames, opts.smile, np.float32))
     return tracks
 
 
@@ -151,7 +180,7 @@ def render_to_file(
     tracks = plan(speech, opts)
     n = tracks.n_frames
     if n == 0:
-        raise PipelineError("The audio is too short to render.")
+        raise PipelineError(f"The speech is {speech.duration:.3f} s long: too short for one frame at {opts.fps:g} fps.")
     w, h = prepared.size
     progress(0.02, "Rendering")
     step = max(1, n // 50)

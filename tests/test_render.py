@@ -63,7 +63,7 @@ def test_mouth_closes_on_bilabials_and_opens_on_open_vowels(rendered, speech):
 
 
 def test_render_is_deterministic_and_static_outside_the_face(avatar, speech):
-    opts = RenderOptions(blinks=False)
+    opts = RenderOptions(blinks=False, head_motion=0.0, brows=0.0)
     a = list(pipeline.render(avatar, speech, opts))
     b = list(pipeline.render(avatar, speech, opts))
     assert len(a) == timing.frame_count(speech.duration, 25)

@@ -35,6 +35,14 @@ TEETH_RAISE = 0.05  # upper lip raise at teeth = 1
 PRESS = 0.035  # lip thinning at press = 1
 SPREAD = 0.06  # corner outward shift at spread = 1
 ROUND = 0.10  # corner inward shift at round = 1
+SMILE_LIFT = 0.08  # corner lift at smile = 1
+SMILE_WIDEN = 0.05  # corner outward shift at smile = 1
+BROW_LIFT = 0.16  # brow raise at brow = 1, as a fraction of the eye width
+
+
+def _smoothstep01(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
 
 
 @dataclass
@@ -53,6 +61,7 @@ class MouthRig:
     hw: np.ndarray  # per-pixel half width of the inner mouth on this side
     jw: np.ndarray  # jaw influence per pixel column
     hx: np.ndarray  # horizontal corner-motion weight
+    cw: np.ndarray  # corner weight for smiles (0 at the centre, 1 at the corners)
     hv: np.ndarray  # vertical falloff of corner motion
     inner: tuple[slice, slice]  # sub-rectangle (of the field) that can contain the interior
     lip_rgb: np.ndarray
@@ -64,11 +73,23 @@ class MouthRig:
 @dataclass
 class EyeRig:
     field: BandField
-    Bs: np.ndarray
-    ULs: np.ndarray
-    LLs: np.ndarray
-    Ks: np.ndarray
+    Ts: np.ndarray  # forehead knot (fixed)
+    Brs: np.ndarray  # brow line
+    ULs: np.ndarray  # upper lid margin
+    LLs: np.ndarray  # lower lid margin
+    Ks: np.ndarray  # cheek knot (fixed)
     pe: np.ndarray  # lid motion profile across the eye
+    pb: np.ndarray  # brow motion profile
+    ew: float  # eye width in pixels
+
+
+@dataclass
+class HeadRig:
+    field: BandField  # local frame = image axes, origin at the pivot (neck)
+    weight: np.ndarray  # 1 on the head (face and hair), 0 on background and shoulders
+    inner: np.ndarray  # weight of the inner face (nose, eyes, mouth) for yaw parallax
+    face_w: float
+    face_h: float
 
 
 @dataclass
@@ -77,6 +98,7 @@ class WarpRig:
     landmarks: np.ndarray
     mouth: MouthRig
     eyes: list[EyeRig]
+    head: HeadRig
 
     @property
     def size(self) -> tuple[int, int]:
@@ -170,11 +192,14 @@ def _prepare_mouth(image: np.ndarray, lm: np.ndarray) -> MouthRig:
     x0, y0, x1, y1 = clip_rect(box[:, 0].min() - 2, box[:, 1].min() - 2, box[:, 0].max() + 3, box[:, 1].max() + 3, w, h)
     fx0, fy0, fx1, fy1 = rect
     inner = (slice(max(0, y0 - fy0), max(0, min(fy1, y1) - fy0)), slice(max(0, x0 - fx0), max(0, min(fx1, x1) - fx0)))
+    cw = (np.minimum(a, 1.0) ** 2 * np.clip(1.8 - a, 0.0, 0.8) / 0.8).astype(np.float32)
     lip, teeth, throat, tongue = _mouth_colours(image, lm, W)
-    return MouthRig(field, W, Ns, UOs, Us, S, Ls, LOs, Cs, Fe, hw, jw, hx, hv, inner, lip, teeth, throat, tongue)
+    return MouthRig(field, W, Ns, UOs, Us, S, Ls, LOs, Cs, Fe, hw, jw, hx, cw, hv, inner, lip, teeth, throat, tongue)
 
 
-def _prepare_eye(image: np.ndarray, lm: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...]) -> EyeRig:
+def _prepare_eye(
+    image: np.ndarray, lm: np.ndarray, upper: tuple[int, ...], lower: tuple[int, ...], brow: tuple[int, ...], brow_low: tuple[int, ...]
+) -> EyeRig:
     h, w = image.shape[:2]
     xy = lm[:, :2].astype(np.float64)
     a, b = xy[upper[0]], xy[upper[-1]]
@@ -183,18 +208,56 @@ def _prepare_eye(image: np.ndarray, lm: np.ndarray, upper: tuple[int, ...], lowe
     fr = LocalFrame.from_points(left, right, 0.5 * (a + b))
     loc = fr.to_local(xy)
     up, lo = loc[list(upper)], loc[list(lower)]
-    top, bottom = up[:, 1].min() - 0.55 * ew, lo[:, 1].max() + 0.45 * ew
+    br = 0.5 * (loc[list(brow)] + loc[list(brow_low)])
+    top = min(br[:, 1].min() - 0.5 * ew, up[:, 1].min() - 0.9 * ew)
+    bottom = lo[:, 1].max() + 0.45 * ew
     half = 0.5 * ew
-    corners = fr.to_image(np.array([[-half * 1.15, top], [half * 1.15, top], [-half * 1.15, bottom], [half * 1.15, bottom]]))
+    span = max(1.5 * half, float(np.abs(br[:, 0]).max()) * 1.15)
+    corners = fr.to_image(np.array([[-span, top], [span, top], [-span, bottom], [span, bottom]]))
     rect = clip_rect(corners[:, 0].min(), corners[:, 1].min(), corners[:, 0].max() + 1, corners[:, 1].max() + 1, w, h)
     field = BandField(fr, rect)
     u = field.u
     ULs, LLs = curve_fn(up)(u), curve_fn(lo)(u)
     ULs, LLs = np.minimum(ULs, LLs), np.maximum(ULs, LLs)
-    Bs = np.minimum(ULs - 0.45 * ew, np.float32(top + 1))
+    Brs = np.minimum(curve_fn(br)(u), ULs - 0.2 * ew)
+    Ts = np.minimum(Brs - 0.45 * ew, np.float32(top + 1))
     Ks = np.maximum(LLs + 0.35 * ew, np.float32(bottom - 1))
     pe = np.clip(1.0 - (u / half) ** 2, 0.0, 1.0) ** 0.5
-    return EyeRig(field, Bs.astype(np.float32), ULs, LLs, Ks.astype(np.float32), pe.astype(np.float32))
+    bspan = float(np.abs(br[:, 0]).max())
+    pb = 1.0 - _smoothstep01((np.abs(u) - bspan) / (0.15 * span + 1e-6))
+    return EyeRig(field, Ts.astype(np.float32), Brs.astype(np.float32), ULs, LLs, Ks.astype(np.float32),
+                  pe.astype(np.float32), pb.astype(np.float32), ew)
+
+
+def _prepare_head(image: np.ndarray, lm: np.ndarray) -> HeadRig:
+    """Head region: an ellipse over face and hair with a soft border; pivot at the neck."""
+    h, w = image.shape[:2]
+    xy = lm[:, :2].astype(np.float64)
+    oval = xy[list(R.FACE_OVAL)]
+    fx0, fy0 = oval.min(0)
+    fx1, fy1 = oval.max(0)
+    face_w, face_h = fx1 - fx0, fy1 - fy0
+    center = np.array([0.5 * (fx0 + fx1), fy0 + 0.42 * face_h])
+    ax, ay = 0.78 * face_w, 0.78 * face_h  # ellipse semi-axes: face plus hair
+    band = 0.45 * face_w
+    pivot = np.array([0.5 * (fx0 + fx1), fy1 + 0.35 * face_h])
+    x0, y0 = center[0] - ax - band, center[1] - ay - band
+    x1, y1 = center[0] + ax + band, max(center[1] + ay + band, pivot[1] + 0.2 * face_h)
+    rect = clip_rect(x0, y0, x1, y1, w, h)
+    field = BandField(LocalFrame(pivot, np.array([1.0, 0.0]), np.array([0.0, 1.0])), rect)
+    ex = (field.X - center[0]) / ax
+    ey = (field.Y - center[1]) / ay
+    r = np.sqrt(ex * ex + ey * ey)  # 1 on the ellipse
+    weight = 1.0 - _smoothstep01((r - 1.0) / (band / min(ax, ay)))
+    # the neck follows partly, fading towards the shoulders
+    below = field.Y > fy1
+    neck = np.clip(1.0 - np.abs(field.X - pivot[0]) / (0.45 * face_w), 0, 1) * np.clip(
+        1.0 - (field.Y - fy1) / (0.45 * face_h), 0, 1
+    )
+    weight = np.where(below, np.maximum(weight * 0.0, 0.6 * neck), weight).astype(np.float32)
+    nose = xy[R.NOSE_TIP]
+    inner = np.exp(-(((field.X - nose[0]) / (0.32 * face_w)) ** 2 + ((field.Y - nose[1]) / (0.38 * face_h)) ** 2))
+    return HeadRig(field, weight, inner.astype(np.float32), float(face_w), float(face_h))
 
 
 def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
@@ -209,15 +272,10 @@ def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
     image = np.ascontiguousarray(image)
     mouth = _prepare_mouth(image, lm)
     eyes = [
-        _prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER),
-        _prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER),
+        _prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
+        _prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
     ]
-    return WarpRig(image, lm, mouth, eyes)
-
-
-def _smoothstep01(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
+    return WarpRig(image, lm, mouth, eyes, _prepare_head(image, lm))
 
 
 def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, float]) -> None:
@@ -236,11 +294,15 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     UOo = rig.UOs + (Uo - rig.Us) + pr
     LOo = rig.LOs + (Lo - rig.Ls) - pr
     Co = rig.Cs + jaw_px * rig.jw
+    smile = c.get("smile", 0.0)
+    if smile:
+        lift = np.float32(SMILE_LIFT * W * smile) * rig.cw
+        Uo, Lo, UOo, LOo = Uo - lift, Lo - lift, UOo - lift, LOo - lift
     UOo = np.minimum(UOo, Uo - 0.25)
     LOo = np.clip(LOo, Lo + 0.25, Co - 0.25)
     v = f.v
     vs = piecewise(v, [rig.Ns, UOo, Uo, Lo, LOo, Co, rig.Fe], [rig.Ns, rig.UOs, rig.Us, rig.Ls, rig.LOs, rig.Cs, rig.Fe])
-    shift = np.float32(W * (SPREAD * spread - ROUND * rnd))
+    shift = np.float32(W * (SPREAD * spread - ROUND * rnd + SMILE_WIDEN * c.get("smile", 0.0)))
     du = -shift * rig.hx * rig.hv if shift != 0 else 0.0
     mx, my = f.maps(du, vs - v)
     x0, y0, x1, y1 = f.rect
@@ -291,18 +353,38 @@ def _interior(rig: MouthRig, iy: slice, ix: slice, Ui, Li, vi, jaw_px, c: dict[s
     return col * (0.75 + 0.25 * edge[..., None])
 
 
-def _eye_frame(rig: EyeRig, out: np.ndarray, blink: float) -> None:
+def _eye_frame(rig: EyeRig, out: np.ndarray, blink: float, brow: float) -> None:
     f = rig.field
     gap = rig.LLs - rig.ULs
-    ULo = rig.ULs + np.float32(0.93 * blink) * gap * rig.pe
+    lift = np.float32(BROW_LIFT * rig.ew * brow) * rig.pb
+    Bro = rig.Brs - lift
+    ULo = rig.ULs - 0.25 * lift * rig.pe + np.float32(0.93 * blink) * gap * rig.pe
     LLo = rig.LLs - np.float32(0.07 * blink) * gap * rig.pe
     LLo = np.maximum(LLo, ULo + 0.01)
-    vs = piecewise(f.v, [rig.Bs, ULo, LLo, rig.Ks], [rig.Bs, rig.ULs, rig.LLs, rig.Ks])
+    vs = piecewise(f.v, [rig.Ts, Bro, ULo, LLo, rig.Ks], [rig.Ts, rig.Brs, rig.ULs, rig.LLs, rig.Ks])
     mx, my = f.maps(0.0, vs - f.v)
     x0, y0, x1, y1 = f.rect
     # sample from the current frame so regions already drawn (mouth) are kept
-    region = cv2.remap(out, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out[y0:y1, x0:x1] = region
+    out[y0:y1, x0:x1] = cv2.remap(out, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _head_frame(rig: HeadRig, out: np.ndarray, yaw: float, pitch: float, roll: float) -> None:
+    """Small rigid head motion (roll about the neck, shifts for nod and turn) blended
+    into the still body with the head weight; the inner face shifts a little more on
+    a turn (parallax)."""
+    f = rig.field
+    th = np.deg2rad(roll)
+    c, s_ = np.cos(th), np.sin(th)
+    px, py = f.X - f.frame.origin[0], f.Y - f.frame.origin[1]
+    tx = np.deg2rad(yaw) * 0.35 * rig.face_w
+    ty = np.deg2rad(pitch) * 0.45 * rig.face_h
+    dx = (c - 1) * px - s_ * py + tx
+    dy = s_ * px + (c - 1) * py + ty
+    par = np.deg2rad(yaw) * 0.12 * rig.face_w
+    mx = (f.X - rig.weight * dx - rig.inner * par).astype(np.float32)
+    my = (f.Y - rig.weight * dy).astype(np.float32)
+    x0, y0, x1, y1 = f.rect
+    out[y0:y1, x0:x1] = cv2.remap(out, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 class WarpEngine:
@@ -317,13 +399,16 @@ class WarpEngine:
         return rig.size
 
     def render(self, rig: WarpRig, tracks: Tracks) -> Iterator[Frame]:
-        chans = {name: tracks.get(name) for name in ("jaw", "gap", "teeth", "spread", "round", "press", "tongue", "blink")}
+        names = ("jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile", "blink", "brow", "yaw", "pitch", "roll")
+        chans = {name: tracks.get(name) for name in names}
         src = rig.image
         for i in range(tracks.n_frames):
             c = {k: float(v[i]) for k, v in chans.items()}
             out = src.copy()
             _mouth_frame(rig.mouth, src, out, c)
-            if c["blink"] > 0.01:
+            if c["blink"] > 0.01 or c["brow"] > 0.01:
                 for eye in rig.eyes:
-                    _eye_frame(eye, out, c["blink"])
+                    _eye_frame(eye, out, c["blink"], c["brow"])
+            if abs(c["yaw"]) + abs(c["pitch"]) + abs(c["roll"]) > 0.01:
+                _head_frame(rig.head, out, c["yaw"], c["pitch"], c["roll"])
             yield out

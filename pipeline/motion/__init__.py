@@ -1,5 +1,6 @@
-"""Motion tracks that are not lip sync: blinks (more to come: head sway, brows)."""
+"""Motion tracks that are not lip sync: blinks, head sway and nods, brow raises."""
 
 from pipeline.motion.blinks import blink_track
+from pipeline.motion.head import head_tracks
 
-__all__ = ["blink_track"]
+__all__ = ["blink_track", "head_tracks"]
