@@ -48,11 +48,13 @@ def _progress_printer():
 
 def cmd_render(args: argparse.Namespace) -> int:
     import pipeline
+    from pipeline import presets
 
     if bool(args.text) == bool(args.audio):
         raise SystemExit("render: give exactly one of --text or --audio")
     t0 = time.perf_counter()
-    render_opts = dataclass_from_args(RenderOptions, args)
+    base = presets.apply(RenderOptions(), "expressions", args.expression) if args.expression else None
+    render_opts = dataclass_from_args(RenderOptions, args, base)
     voice_opts = dataclass_from_args(VoiceOptions, args)
     export_opts = dataclass_from_args(ExportOptions, args)
     avatar = pipeline.prepare_avatar(args.avatar, name=Path(args.avatar).stem)
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "else phone recognition, acoustic as the fallback)",
     )
     r.add_argument("--out", required=True, help="output video file (.mp4)")
+    r.add_argument("--expression", help="expression preset from presets/expressions.toml: neutral, friendly, energetic, newsreader")
     add_dataclass_args(r, RenderOptions)
     add_dataclass_args(r, VoiceOptions, skip=("max_chars",))
     add_dataclass_args(r, ExportOptions)

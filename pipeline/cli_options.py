@@ -20,18 +20,27 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        kwargs: dict[str, Any] = {"dest": f"{cls.__name__}.{f.name}", "default": f.default, "help": helps.get(f.name, "")}
+        # absent flags stay absent (SUPPRESS) so presets can fill them and explicit flags win
+        kwargs: dict[str, Any] = {
+            "dest": f"{cls.__name__}.{f.name}",
+            "default": argparse.SUPPRESS,
+            "help": helps.get(f.name, "") + f" (default: {f.default})",
+        }
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(hint) is typing.Literal:
             kwargs["choices"] = list(get_args(hint))
         else:
             kwargs["type"] = hint if hint in (int, float, str) else str
-        kwargs["help"] += " (default: %(default)s)"
+            kwargs["metavar"] = f.name.upper()
         group.add_argument(flag, **kwargs)
 
 
-def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any):
-    values = {f.name: getattr(args, f"{cls.__name__}.{f.name}") for f in dataclasses.fields(cls) if hasattr(args, f"{cls.__name__}.{f.name}")}
-    values.update(overrides)
-    return cls(**values)
+def dataclass_from_args(cls: type, args: argparse.Namespace, base: Any = None):
+    """``base`` (or the defaults) with the flags the user actually gave."""
+    given = {
+        f.name: getattr(args, f"{cls.__name__}.{f.name}")
+        for f in dataclasses.fields(cls)
+        if hasattr(args, f"{cls.__name__}.{f.name}")
+    }
+    return dataclasses.replace(base, **given) if base is not None else cls(**given)
