@@ -91,13 +91,16 @@ def piecewise(v: np.ndarray, out_knots: list[np.ndarray], src_knots: list[np.nda
     move). Returns source v for every output v.
     """
     src = v.copy()
+    flat_v, flat_src = v.ravel(), src.ravel()
     for k in range(len(out_knots) - 1):
         oa, ob = out_knots[k], out_knots[k + 1]
-        sa, sb = src_knots[k], src_knots[k + 1]
-        span = ob - oa
-        inside = (v >= oa) & (v < ob) & (span > 1e-3)
-        if not inside.any():
+        inside = (v >= oa) & (v < ob)
+        idx = np.flatnonzero(inside)
+        if not len(idx):
             continue
-        t = (v - oa) / np.where(span > 1e-3, span, 1.0)
-        src = np.where(inside, sa + t * (sb - sa), src)
+        oa_i, ob_i = oa.ravel()[idx], ob.ravel()[idx]
+        sa_i, sb_i = src_knots[k].ravel()[idx], src_knots[k + 1].ravel()[idx]
+        span = ob_i - oa_i
+        t = (flat_v[idx] - oa_i) / np.maximum(span, 1e-3)
+        flat_src[idx] = sa_i + t * (sb_i - sa_i)
     return src

@@ -29,7 +29,7 @@ from pipeline.types import Avatar, Frame, Tracks
 log = logging.getLogger(__name__)
 
 # Motion amplitudes as fractions of the mouth width W.
-JAW_DROP = 0.42  # lower lip / chin drop at jaw = 1
+JAW_DROP = 0.48  # lower lip / chin drop at jaw = 1
 LIP_PART = 0.06  # extra lip parting at gap = 1 (each lip)
 TEETH_RAISE = 0.05  # upper lip raise at teeth = 1
 PRESS = 0.035  # lip thinning at press = 1
@@ -90,6 +90,8 @@ class HeadRig:
     inner: np.ndarray  # weight of the inner face (nose, eyes, mouth) for yaw parallax
     face_w: float
     face_h: float
+    wpx: np.ndarray  # weight * (x - pivot x), precomputed for the rotation
+    wpy: np.ndarray  # weight * (y - pivot y)
 
 
 @dataclass
@@ -257,7 +259,9 @@ def _prepare_head(image: np.ndarray, lm: np.ndarray) -> HeadRig:
     weight = np.where(below, np.maximum(weight * 0.0, 0.6 * neck), weight).astype(np.float32)
     nose = xy[R.NOSE_TIP]
     inner = np.exp(-(((field.X - nose[0]) / (0.32 * face_w)) ** 2 + ((field.Y - nose[1]) / (0.38 * face_h)) ** 2))
-    return HeadRig(field, weight, inner.astype(np.float32), float(face_w), float(face_h))
+    wpx = (weight * (field.X - pivot[0])).astype(np.float32)
+    wpy = (weight * (field.Y - pivot[1])).astype(np.float32)
+    return HeadRig(field, weight, inner.astype(np.float32), float(face_w), float(face_h), wpx, wpy)
 
 
 def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
@@ -284,8 +288,11 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     spread, rnd, press = c["spread"], c["round"], c["press"]
     # lip-opening profile across the mouth; rounding narrows the opening
     narrow = 1.0 - 0.18 * rnd + 0.05 * spread
-    pw = np.clip(1.0 - (f.u / (rig.hw * narrow)) ** 2, 0.0, 1.0) ** 0.55
-    jaw_px = np.float32(JAW_DROP * W * jaw)
+    q = np.clip(1.0 - np.square(f.u * np.float32(1.0 / narrow) / rig.hw), 0.0, 1.0)
+    pw = np.sqrt(q * np.sqrt(q))  # q ** 0.75: the opening tapers into the corners
+    # a slight ease-out so everyday openings (0.4-0.8) read clearly without making
+    # the widest ones cartoonish
+    jaw_px = np.float32(JAW_DROP * W * jaw**0.85) if jaw > 0 else np.float32(0.0)
     up = np.float32(W * (LIP_PART * gap + TEETH_RAISE * teeth)) * pw
     lo = (jaw_px + np.float32(LIP_PART * W * gap)) * pw
     Uo = rig.S - up
@@ -311,11 +318,17 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     iy, ix = rig.inner
     Ui, Li, vi = Uo[iy, ix], Lo[iy, ix], v[iy, ix]
     mask = np.clip(vi - Ui + 0.5, 0, 1) * np.clip(Li - vi + 0.5, 0, 1)
-    if float(mask.max()) > 0.01:
-        interior = _interior(rig, iy, ix, Ui, Li, vi, jaw_px, c)
-        sub = region[iy, ix].astype(np.float32)
-        m = mask[..., None]
-        region[iy, ix] = (sub * (1 - m) + interior * m + 0.5).astype(np.uint8)
+    rows = np.flatnonzero(mask.max(1) > 0.004)
+    if len(rows):
+        # paint only the bounding box of the opening
+        cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].max(0) > 0.004)
+        by = slice(iy.start + rows[0], iy.start + rows[-1] + 1)
+        bx = slice(ix.start + cols[0], ix.start + cols[-1] + 1)
+        ly, lx = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+        interior = _interior(rig, by, bx, Ui[ly, lx], Li[ly, lx], vi[ly, lx], jaw_px, c)
+        sub = region[by, bx].astype(np.float32)
+        m = mask[ly, lx, None]
+        region[by, bx] = (sub + (interior - sub) * m + 0.5).astype(np.uint8)
     out[y0:y1, x0:x1] = region
 
 
@@ -331,9 +344,9 @@ def _interior(rig: MouthRig, iy: slice, ix: slice, Ui, Li, vi, jaw_px, c: dict[s
     shade = 0.6 + 0.4 * (np.abs(depth - 0.5) * 2) ** 2 + 0.25 * side**2
     col = rig.throat_rgb[None, None, :] * shade[..., None]
     # tongue: a rounded mound rising from the floor of the mouth
-    tongue_top = Li - (0.28 + 0.45 * c["tongue"]) * np.maximum(Li - Ui, 0) * (1 - side**2)
-    tg = _smoothstep01((vi - tongue_top) / 2.0)[..., None] * (1 - side**1.5)[..., None]
-    col = col * (1 - tg) + (rig.tongue_rgb * 0.8)[None, None, :] * tg * (0.55 + 0.45 * depth[..., None])
+    tongue_top = Li - (0.34 + 0.4 * c["tongue"]) * np.maximum(Li - Ui, 0) * (1 - side**2)
+    tg = _smoothstep01((vi - tongue_top) / max(0.04 * W, 1.5))[..., None] * (1 - side**1.5)[..., None]
+    col = col * (1 - tg) + rig.tongue_rgb[None, None, :] * tg * (0.5 + 0.4 * depth[..., None])
     # lower teeth move with the jaw; shown on wide openings
     lower_edge = S + jaw_px * rig.jw[iy, ix] - 0.015 * W
     lt = _smoothstep01((vi - lower_edge) / 1.2) * (side < 0.8)
@@ -343,7 +356,7 @@ def _interior(rig: MouthRig, iy: slice, ix: slice, Ui, Li, vi, jaw_px, c: dict[s
     # upper teeth are fixed to the skull: their edge sits just below the rest seam
     # (they hang from the upper lip line, covering at most a third of the opening, so
     # the dark cavity keeps reading as an open mouth)
-    upper_edge = Ui + np.minimum(0.09 * W, 0.33 * (Li - Ui)) * (1 - side**2)
+    upper_edge = Ui + np.minimum(0.12 * W, 0.3 * (Li - Ui)) * (1 - side**2)
     ut = _smoothstep01((upper_edge - vi) / 1.2) * (1 - _smoothstep01((side - 0.65) / 0.3))
     tshade = (0.72 + 0.28 * _smoothstep01((vi - Ui) / max(0.05 * W, 1.0))) * (1 - 0.45 * side**2)
     ut_col = rig.teeth_rgb[None, None, :] * tshade[..., None]
@@ -374,15 +387,13 @@ def _head_frame(rig: HeadRig, out: np.ndarray, yaw: float, pitch: float, roll: f
     a turn (parallax)."""
     f = rig.field
     th = np.deg2rad(roll)
-    c, s_ = np.cos(th), np.sin(th)
-    px, py = f.X - f.frame.origin[0], f.Y - f.frame.origin[1]
-    tx = np.deg2rad(yaw) * 0.35 * rig.face_w
-    ty = np.deg2rad(pitch) * 0.45 * rig.face_h
-    dx = (c - 1) * px - s_ * py + tx
-    dy = s_ * px + (c - 1) * py + ty
-    par = np.deg2rad(yaw) * 0.12 * rig.face_w
-    mx = (f.X - rig.weight * dx - rig.inner * par).astype(np.float32)
-    my = (f.Y - rig.weight * dy).astype(np.float32)
+    c1, s_ = np.float32(np.cos(th) - 1.0), np.float32(np.sin(th))
+    tx = np.float32(np.deg2rad(yaw) * 0.35 * rig.face_w)
+    ty = np.float32(np.deg2rad(pitch) * 0.45 * rig.face_h)
+    par = np.float32(np.deg2rad(yaw) * 0.12 * rig.face_w)
+    # source = p - weight * (R (p - pivot) + t - p) - inner * parallax
+    mx = f.X - (c1 * rig.wpx - s_ * rig.wpy + tx * rig.weight + par * rig.inner)
+    my = f.Y - (s_ * rig.wpx + c1 * rig.wpy + ty * rig.weight)
     x0, y0, x1, y1 = f.rect
     out[y0:y1, x0:x1] = cv2.remap(out, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
