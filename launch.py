@@ -66,6 +66,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         speech = pipeline.load_speech(args.audio, text=args.transcript or "", timing=args.timing)
         log.info("speech timing from %s", speech.source)
     result = pipeline.render_to_file(avatar, speech, args.out, render_opts, export_opts, progress=_progress_printer())
+    if args.phonemes_out and speech.phonemes:
+        from pipeline.quality import save_phonemes
+
+        save_phonemes(speech.phonemes, args.phonemes_out)
     total = time.perf_counter() - t0
     print(
         f"Wrote {Path(result.path).resolve()} ({result.frames} frames, {result.size[0]}x{result.size[1]}, "
@@ -117,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "else phone recognition, acoustic as the fallback)",
     )
     r.add_argument("--out", required=True, help="output video file (.mp4)")
+    r.add_argument("--phonemes-out", help="also write the phoneme timing used (JSON, readable by `eval --phonemes`)")
     r.add_argument("--expression", help="expression preset from presets/expressions.toml: neutral, friendly, energetic, newsreader")
     add_dataclass_args(r, RenderOptions)
     add_dataclass_args(r, VoiceOptions, skip=("max_chars",))
@@ -132,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fps", type=float, default=25.0, help="frame rate of the json/tsv pose timeline")
     v.add_argument("--out", required=True, help="output file")
     v.set_defaults(func=cmd_visemes)
+    from pipeline.quality.cli import add_eval_parser
+
+    add_eval_parser(sub)
     s = sub.add_parser("studio", help="serve the studio (the default)")
     s.set_defaults(func=cmd_studio)
     return p
