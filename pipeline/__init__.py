@@ -195,6 +195,13 @@ def render_to_file(
     return RenderResult(Path(out), n, opts.fps, speech.duration, seconds, (w, h))
 
 
+def expression_presets() -> dict[str, dict]:
+    """Named expression presets (presets/expressions.toml): RenderOptions values."""
+    from pipeline import presets
+
+    return presets.load("expressions")
+
+
 def still(avatar: Avatar) -> np.ndarray:
     """The source image with the detected landmarks drawn on it (for previews)."""
     import cv2
@@ -214,6 +221,7 @@ __all__ = [
     "Prepared",
     "RenderOptions",
     "RenderResult",
+    "expression_presets",
     "VoiceOptions",
     "load_speech",
     "plan",

@@ -18,6 +18,7 @@ from typing import Callable
 
 import gradio as gr
 
+import pipeline
 from pipeline.options import RenderOptions, VoiceOptions
 from studio.controls import option_control, option_controls
 from studio.handlers import VOICE_MODES, TEXT, Handlers, Services
@@ -136,6 +137,13 @@ def render_tab(ctx: StudioContext) -> None:
                 with gr.Row():
                     fps = option_control(RenderOptions, "fps")
                     size = option_control(RenderOptions, "size")
+                looks = pipeline.expression_presets()
+                expression = gr.Dropdown(
+                    ["custom", *looks],
+                    value="custom",
+                    label="Expression preset",
+                    info="Fills the motion and expression sliders below; adjust them freely.",
+                )
                 others = option_controls(RenderOptions, skip=("fps", "size"))
                 go = gr.Button("Render", variant="primary", size="lg")
             with gr.Column(scale=3):
@@ -143,6 +151,15 @@ def render_tab(ctx: StudioContext) -> None:
                 download = gr.File(label="Download MP4", interactive=False, height=90)
                 status = gr.Markdown(label="Status", elem_classes="status")
     controls = {"fps": fps, "size": size, **others}
+    preset_fields = sorted({k for values in looks.values() for k in values if others.get(k) is not None})
+
+    def apply_preset(name: str):
+        values = looks.get(name, {})
+        return [gr.update(value=values[k]) if k in values else gr.update() for k in preset_fields]
+
+    expression.change(
+        apply_preset, expression, [others[k] for k in preset_fields], api_visibility="private", queue=False
+    )
     i = ctx.inputs
     go.click(
         ctx.handlers.render,
