@@ -56,7 +56,7 @@ def _decoder(kind: str):
 
     if kind == "allphone":
         return Decoder(
-            samprate=RATE, allphone=str(_model_dir() / "en-us-phone.lm.bin"), lm=None, lw=2.0,
+            samprate=RATE, allphone=str(_model_dir() / "en-us-phone.lm.bin"), lm=None, lw=0.5,
             beam=1e-20, pbeam=1e-20, logfn=os.devnull,
         )
     return Decoder(samprate=RATE, lm=None, logfn=os.devnull, beam=1e-80, wbeam=1e-60, pbeam=1e-80)
