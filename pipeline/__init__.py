@@ -184,7 +184,7 @@ def render_to_file(
     w, h = prepared.size
     progress(0.02, "Rendering")
     step = max(1, n // 50)
-    with open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name) as writer:
+    with open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name, speech=speech) as writer:
         for i, frame in enumerate(render(prepared, speech, opts, tracks)):
             writer.write(frame)
             if i % step == 0:
