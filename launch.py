@@ -46,6 +46,16 @@ def _progress_printer():
     return log_update
 
 
+SUFFIX_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm", ".mov": "mov", ".gif": "gif", ".wav": "wav"}
+
+
+def _format_from_suffix(out: str) -> ExportOptions:
+    """Export defaults whose format follows the output name (a name without a known
+    suffix is a PNG-sequence folder); an explicit --format wins."""
+    suffix = Path(out).suffix.lower()
+    return ExportOptions(format=SUFFIX_FORMATS.get(suffix, "png" if not suffix else "mp4"))  # type: ignore[arg-type]
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     import pipeline
     from pipeline import presets
@@ -56,7 +66,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     base = presets.apply(RenderOptions(), "expressions", args.expression) if args.expression else None
     render_opts = dataclass_from_args(RenderOptions, args, base)
     voice_opts = dataclass_from_args(VoiceOptions, args)
-    export_opts = dataclass_from_args(ExportOptions, args)
+    export_opts = dataclass_from_args(ExportOptions, args, _format_from_suffix(args.out))
     avatar = pipeline.prepare_avatar(args.avatar, name=Path(args.avatar).stem)
     for w in avatar.warnings:
         log.warning(w)
@@ -120,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --audio: how mouth timing is found (default: auto = align with a transcript, "
         "else phone recognition, acoustic as the fallback)",
     )
-    r.add_argument("--out", required=True, help="output video file (.mp4)")
+    r.add_argument(
+        "--out",
+        required=True,
+        help="output file; its suffix picks the format (.mp4 .webm .mov .gif .wav, no suffix = PNG-sequence folder)",
+    )
     r.add_argument("--phonemes-out", help="also write the phoneme timing used (JSON, readable by `eval --phonemes`)")
     r.add_argument("--expression", help="expression preset from presets/expressions.toml: neutral, friendly, energetic, newsreader")
     add_dataclass_args(r, RenderOptions)
