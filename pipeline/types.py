@@ -204,6 +204,7 @@ class Avatar:
     key: str  # content hash of the image, used to cache per-avatar work
     name: str = "avatar"
     warnings: tuple[str, ...] = ()  # things the user should know (e.g. "2 faces, using the largest")
+    matte: np.ndarray | None = None  # person matte, float32 (H, W) in [0, 1], when background work needs it
 
     @property
     def size(self) -> tuple[int, int]:

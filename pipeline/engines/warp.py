@@ -195,7 +195,7 @@ def _prepare_mouth(image: np.ndarray, lm: np.ndarray) -> MouthRig:
     fx0, fy0, fx1, fy1 = rect
     inner = (slice(max(0, y0 - fy0), max(0, min(fy1, y1) - fy0)), slice(max(0, x0 - fx0), max(0, min(fx1, x1) - fx0)))
     cw = (np.minimum(a, 1.0) ** 2 * np.clip(1.8 - a, 0.0, 0.8) / 0.8).astype(np.float32)
-    lip, teeth, throat, tongue = _mouth_colours(image, lm, W)
+    lip, teeth, throat, tongue = _mouth_colours(image[..., :3], lm, W)
     return MouthRig(field, W, Ns, UOs, Us, S, Ls, LOs, Cs, Fe, hw, jw, hx, cw, hv, inner, lip, teeth, throat, tongue)
 
 
@@ -267,6 +267,10 @@ def _prepare_head(image: np.ndarray, lm: np.ndarray) -> HeadRig:
 def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
     """Everything per-avatar that the frame loop needs."""
     image, lm = avatar.image, avatar.face.landmarks.copy()
+    if avatar.matte is not None:
+        # carry the person matte as a fourth channel: every warp moves it with the pixels
+        alpha = np.clip(np.asarray(avatar.matte, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        image = np.dstack([image, alpha])
     if opts.size and max(image.shape[:2]) != opts.size:
         image, scale = resize_to(image, opts.size)
         lm[:, :3] *= scale
@@ -326,9 +330,12 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
         bx = slice(ix.start + cols[0], ix.start + cols[-1] + 1)
         ly, lx = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
         interior = _interior(rig, by, bx, Ui[ly, lx], Li[ly, lx], vi[ly, lx], jaw_px, c)
-        sub = region[by, bx].astype(np.float32)
+        sub = region[by, bx, :3].astype(np.float32)
         m = mask[ly, lx, None]
-        region[by, bx] = (sub + (interior - sub) * m + 0.5).astype(np.uint8)
+        region[by, bx, :3] = (sub + (interior - sub) * m + 0.5).astype(np.uint8)
+        if region.shape[2] == 4:  # the mouth is part of the person
+            a = region[by, bx, 3]
+            np.maximum(a, (m[..., 0] * 255).astype(np.uint8), out=a)
     out[y0:y1, x0:x1] = region
 
 
