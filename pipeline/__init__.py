@@ -51,13 +51,19 @@ _SPEECH_CACHE_SIZE = 32
 
 
 def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
-    """Text to speech with phoneme timing (Piper, offline).
+    """Text to speech with phoneme timing, offline, with the voice ``opts.voice``.
+
+    Voices (``pipeline.speech.voices``): the bundled Piper voice (default), espeak-ng for
+    100+ languages (``espeak:de``), downloaded Piper voices or a local ``.onnx`` file; an
+    unknown voice raises ModelUnavailable saying how to find one. The script may hold
+    pauses: ``[pause 500ms]``, ``[pause 1.2s]`` or ``[pause]`` (0.5 s). Long scripts are
+    spoken sentence chunk by chunk, so memory stays bounded.
 
     Piper samples noise, so two syntheses of one text differ slightly; the last few
     results are kept per process so the same text and voice give the same speech (and
     the same frames) on a re-render.
     """
-    from pipeline.speech import piper_tts
+    from pipeline.speech import voices
 
     key = (text, opts)
     with _SPEECH_LOCK:
@@ -65,12 +71,34 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
         if hit is not None:
             _SPEECH_CACHE.move_to_end(key)
             return hit
-    speech = piper_tts.synthesize(text, opts)
+    speech = voices.synthesize(text, opts)
     with _SPEECH_LOCK:
         _SPEECH_CACHE[key] = speech
         while len(_SPEECH_CACHE) > _SPEECH_CACHE_SIZE:
             _SPEECH_CACHE.popitem(last=False)
     return speech
+
+
+def voices(language: str = ""):
+    """The voice catalogue (``presets/voices.toml``): every voice, or those for one language
+    (BCP-47 tag; a bare "en" gives every English region). Best offline choices first."""
+    from pipeline.speech import voices as catalogue
+
+    return list(catalogue.catalogue()) if not language else catalogue.voices_for(language)
+
+
+def voice_languages() -> list[tuple[str, str]]:
+    """(BCP-47 tag, name) of every language some voice speaks, sorted by name."""
+    from pipeline.speech import voices as catalogue
+
+    return catalogue.languages()
+
+
+def download_voice(voice: str) -> None:
+    """Download a Piper voice into the model cache (only when asked; needs the network)."""
+    from pipeline.speech import voices as catalogue
+
+    catalogue.download_piper_voice(voice)
 
 
 def load_speech(path: str | Path, *, text: str = "", timing: str = "auto") -> Speech:
@@ -231,4 +259,7 @@ __all__ = [
     "render_to_file",
     "still",
     "synthesize",
+    "voice_languages",
+    "voices",
+    "download_voice",
 ]

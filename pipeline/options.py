@@ -102,11 +102,11 @@ DEFAULT_BACKGROUND_COLOR = "#e8ebef"  # light studio grey
 
 @dataclass(frozen=True)
 class BackgroundOptions:
-    mode: BackgroundMode = "keep"  # behind the person: keep the source, blur it, a colour, an image, a video, or transparent
+    mode: BackgroundMode = "keep"  # behind the person: keep, blur, color, image, video or transparent
     blur: float = 0.5  # background blur for mode blur: 0 (none) .. 1 (very strong)
     color: str = DEFAULT_BACKGROUND_COLOR  # solid colour for mode color (also the bars of image fit), as #rrggbb
     image: str = ""  # background image file for mode image
-    image_fit: Literal["fit", "fill", "stretch"] = "fill"  # how an image or video background covers the frame: fit (bars), fill (crop), stretch
+    image_fit: Literal["fit", "fill", "stretch"] = "fill"  # image/video background: fit (bars), fill (crop), stretch
     image_x: float = 0.5  # horizontal anchor of a cropped or barred image/video: 0 left .. 1 right
     image_y: float = 0.5  # vertical anchor of a cropped or barred image/video: 0 top .. 1 bottom
     video: str = ""  # background video file for mode video (looped, matched to the output frame rate)
@@ -114,7 +114,7 @@ class BackgroundOptions:
     color_match: float = 0.25  # pull the person's colours towards the new background: 0 (off) .. 1 (strong)
     shadow: bool = False  # soft drop shadow of the person on the background
     framing: Literal["source", "portrait", "square", "landscape"] = "source"  # output shape: source, 9:16, 1:1 or 16:9
-    resolution: Literal["source", "720p", "1080p", "4k"] = "source"  # output size by its short side, e.g. portrait 1080p is 1080x1920
+    resolution: Literal["source", "720p", "1080p", "4k"] = "source"  # output short side; portrait 1080p is 1080x1920
     person_x: float = 0.5  # where the person sits across the output: 0 left edge .. 1 right edge
     person_y: float = 1.0  # where the person sits vertically: 0 top .. 1 bottom (standing on the bottom edge)
     person_scale: float = 1.0  # person size: 1 fits the whole source frame in the output, 2 is twice that

@@ -90,20 +90,44 @@ def avatar_tab(ctx: StudioContext) -> None:
     ctx.inputs["photo"] = photo
 
 
+PAUSE_HELP = (
+    "**Pauses**: write `[pause 500ms]`, `[pause 1.2s]` or just `[pause]` (half a second) where the "
+    'voice should stop; SSML\'s `<break time="500ms"/>` works too (at most 10 s each). Numbers, dates, '
+    "amounts and titles are read the way people say them."
+)
+
+
 def voice_tab(ctx: StudioContext) -> None:
+    default_id = VoiceOptions().voice
+    default_language = next((v.language for v in pipeline.voices() if v.id == default_id), "en-US")
     with gr.Tab("Voice", id="voice"):
         gr.Markdown(asset("voice.md"))
         with gr.Row(equal_height=False):
             with gr.Column():
                 mode = gr.Radio(VOICE_MODES, value=TEXT, label="Voice source")
                 with gr.Group(visible=True) as text_group:
+                    with gr.Row():
+                        language = gr.Dropdown(
+                            [(name, tag) for tag, name in pipeline.voice_languages()],
+                            value=default_language,
+                            label="Language",
+                            info="Neural Piper voices where there is one; espeak-ng speaks 100+ languages.",
+                        )
+                        voice = gr.Dropdown(
+                            [(v.label, v.id) for v in pipeline.voices(default_language)],
+                            value=default_id,
+                            label="Voice",
+                            allow_custom_value=True,  # the API may name any voice id, e.g. espeak:de or a .onnx path
+                        )
+                    download = gr.Button("Download this voice (once, needs internet)", size="sm", visible=False)
                     text = gr.Textbox(
                         label="Text",
                         lines=4,
                         max_lines=12,
-                        placeholder="Hello there, my name is Avatar.",
+                        placeholder="Hello there, my name is Avatar. [pause 500ms] Nice to meet you!",
                         max_length=VoiceOptions().max_chars,
                     )
+                    gr.Markdown(PAUSE_HELP, elem_classes="status")
                     speed = option_control(VoiceOptions, "speed")
                 with gr.Group(visible=False) as audio_group:
                     audio = gr.Audio(label="Speech", sources=["microphone", "upload"], type="filepath")
@@ -119,14 +143,23 @@ def voice_tab(ctx: StudioContext) -> None:
         api_visibility="private",
         queue=False,
     )
+    language.change(ctx.handlers.voice_choices, language, [voice, download], api_visibility="private", queue=False)
+    voice.change(ctx.handlers.voice_selected, voice, download, api_visibility="private", queue=False)
+    download.click(
+        ctx.handlers.download_voice,
+        [voice, language],
+        [voice, download, status],
+        api_name="download_voice",
+        show_progress_on=[status],
+    )
     preview.click(
         ctx.handlers.preview_voice,
-        [mode, text, speed, audio, ctx.speech],
+        [mode, text, speed, audio, ctx.speech, voice],
         [heard, ctx.speech, status],
         api_name="preview_voice",
         show_progress_on=[heard],
     )
-    ctx.inputs.update(voice_mode=mode, text=text, speed=speed, audio=audio)
+    ctx.inputs.update(voice_mode=mode, text=text, speed=speed, audio=audio, voice=voice, language=language)
 
 
 def render_tab(ctx: StudioContext) -> None:
@@ -165,7 +198,7 @@ def render_tab(ctx: StudioContext) -> None:
         ctx.handlers.render,
         [i["photo"], i["voice_mode"], i["text"], i["speed"], i["audio"], ctx.avatar, ctx.speech],
         [video, download, status, ctx.avatar, ctx.speech],
-        inputs_kwargs={name: c for name, c in controls.items() if c is not None},
+        inputs_kwargs={"voice": i["voice"], **{name: c for name, c in controls.items() if c is not None}},
         api_name="render",
         show_progress_on=[video],
     )

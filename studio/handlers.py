@@ -68,6 +68,10 @@ class Services(Protocol):
 
     def still(self, avatar: Avatar) -> np.ndarray: ...
 
+    def voices(self, language: str = ...) -> list[Any]: ...
+
+    def download_voice(self, voice: str) -> None: ...
+
 
 def default_services() -> Services:
     import pipeline
@@ -182,10 +186,20 @@ class Handlers:
     # ------------------------------------------------------------------ voice
 
     def _speech(
-        self, mode: str, text: str | None, speed: float | None, audio: str | None, cached: Cached[Speech] | None
+        self,
+        mode: str,
+        text: str | None,
+        speed: float | None,
+        audio: str | None,
+        cached: Cached[Speech] | None,
+        voice: str | None = None,
     ) -> Cached[Speech]:
         if mode == TEXT:
-            opts = VoiceOptions() if speed is None else dataclasses.replace(VoiceOptions(), speed=float(speed))
+            opts = VoiceOptions()
+            if speed is not None:
+                opts = dataclasses.replace(opts, speed=float(speed))
+            if voice:
+                opts = dataclasses.replace(opts, voice=str(voice))
             key: tuple[Any, ...] = (TEXT, text, opts)
             if cached is not None and cached.key == key:
                 return cached
@@ -208,10 +222,48 @@ class Handlers:
         speed: float | None = None,
         audio: str | None = None,
         cached: Cached[Speech] | None = None,
+        voice: str | None = None,
     ):
-        """Make the speech that a render would use: (audio to listen to, session speech, status)."""
-        speech = self._speech(voice_mode, text, speed, audio, cached)
+        """Make the speech that a render would use: (audio to listen to, session speech, status).
+
+        ``voice``: a voice id (Voice tab menu, ``pipeline.speech.voices``); empty means the default.
+        """
+        speech = self._speech(voice_mode, text, speed, audio, cached, voice)
         return _pcm16(speech.value), speech, speech_summary(speech.value)
+
+    def voice_choices(self, language: str | None):
+        """The voice menu for a language: (voice menu update, download button update)."""
+        found = self.services.voices(language or "") if language else []
+        first = found[0] if found else None
+        return (
+            gr.update(choices=[(v.label, v.id) for v in found], value=first.id if first else None),
+            gr.update(visible=first is not None and not first.installed),
+        )
+
+    def voice_selected(self, voice: str | None):
+        """Show the download button only for a catalogue voice that is not on this machine yet."""
+        chosen = next((v for v in self.services.voices() if v.id == voice), None)
+        return gr.update(visible=chosen is not None and not chosen.installed)
+
+    def download_voice(self, voice: str | None, language: str | None = None):
+        """Fetch a Piper voice from Hugging Face (only on this click): (voice menu, button, status).
+
+        A failed download (offline, say) is reported in the status, and the button stays.
+        """
+        if not voice:
+            return gr.update(), gr.update(), "Choose a voice to download first."
+        try:
+            self.services.download_voice(voice)
+        except PipelineError as exc:
+            log.info("%s: %s", type(exc).__name__, exc)
+            return gr.update(), gr.update(), f"⚠️ {exc}"
+        menu = self.services.voices(language or "") if language else []
+        name = next((v.name for v in self.services.voices() if v.id == voice), voice)
+        return (
+            gr.update(choices=[(v.label, v.id) for v in menu], value=voice) if menu else gr.update(),
+            gr.update(visible=False),
+            f"**{name}** is downloaded and works offline from now on.",
+        )
 
     # ------------------------------------------------------------------ render
 
@@ -226,9 +278,13 @@ class Handlers:
         avatar_state: Cached[Avatar] | None = None,
         speech_state: Cached[Speech] | None = None,
         progress: gr.Progress = gr.Progress(),
+        voice: str | None = None,
         **options: Any,
     ):
-        """Render the talking video: (video, download, status, session avatar, session speech)."""
+        """Render the talking video: (video, download, status, session avatar, session speech).
+
+        ``voice``: the TTS voice id for text (Voice tab); empty means the default voice.
+        """
         t0 = time.perf_counter()
         try:
             opts = options_from_values(RenderOptions, options)
@@ -237,7 +293,7 @@ class Handlers:
         progress(0.0, desc="Finding the face")
         avatar = self._avatar(image, avatar_state)
         progress(0.0, desc="Preparing the voice")
-        speech = self._speech(voice_mode, text, speed, audio, speech_state)
+        speech = self._speech(voice_mode, text, speed, audio, speech_state, voice)
         out = new_render_dir(self.render_root) / f"{avatar.value.name}.mp4"
 
         def report(fraction: float, message: str) -> None:

@@ -278,7 +278,7 @@ def test_named_endpoints(client):
     assert {"/prepare_avatar", "/preview_voice", "/render"} <= set(api)
     params = [p["parameter_name"] for p in api["/render"]["parameters"]]
     fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]
-    assert params == ["image", "voice_mode", "text", "speed", "audio", *fields]
+    assert params == ["image", "voice_mode", "text", "speed", "audio", "voice", *fields]
 
 
 def test_photo_shows_landmarks(client, astronaut_png, astronaut):

