@@ -125,7 +125,10 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto") -> Sp
         except align.AlignmentFailed as exc:
             log.warning("alignment failed (%s); recognising phones instead", exc)
     try:
-        return Speech(audio=clip, phonemes=align.recognize(clip), text=text, source="phones")
+        from pipeline.visemes.acoustic import gate_phonemes
+
+        phones = gate_phonemes(align.recognize(clip), clip)
+        return Speech(audio=clip, phonemes=phones, text=text, source="phones")
     except align.AlignmentFailed as exc:
         log.warning("phone recognition failed (%s); using the acoustic estimate", exc)
     return Speech(audio=clip, phonemes=None, text=text, source="acoustic")

@@ -108,3 +108,17 @@ def test_acoustic_fallback_follows_loudness_and_gates_noise():
     assert jaw[:10].max() < 0.05  # noise does not move the mouth
     assert jaw[18:28].max() > 0.4  # the loud part opens it
     assert jaw[-15:].max() < 0.05
+
+
+def test_recognised_phones_in_noise_are_gated_to_pauses():
+    from pipeline.visemes.acoustic import gate_phonemes
+
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    x = 0.002 * np.random.default_rng(1).standard_normal(len(t))
+    loud = (t > 1.0) & (t < 1.6)
+    x[loud] += 0.4 * np.sin(2 * np.pi * 180 * t[loud])
+    phones = (Phoneme("b", 0.1, 0.3), Phoneme("ɑ", 0.3, 0.6), Phoneme("m", 1.0, 1.1), Phoneme("ɑ", 1.1, 1.5))
+    gated = gate_phonemes(phones, AudioClip(x.astype(np.float32), rate))
+    assert [p.symbol for p in gated] == ["_", "m", "ɑ"]
+    assert gated[0].start == 0.1 and gated[0].end == 0.6

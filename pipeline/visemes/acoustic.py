@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import resample_poly
 
-from pipeline.types import AudioClip
+from pipeline.types import AudioClip, Phoneme
 from pipeline.visemes import passes
+from pipeline.visemes.inventory import PAUSE
 
 SR = 16000
 HOP = int(SR / passes.RATE)  # 80 samples = 5 ms
@@ -51,21 +52,49 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
 
 
-def estimate(audio: AudioClip) -> tuple[np.ndarray, list[passes.Closure]]:
-    """Dense (RATE Hz) mouth curve and closure intervals from the audio alone."""
-    n_out = max(1, int(np.ceil(audio.duration * passes.RATE)) + 1)
-    f = features(audio)
-    db = f["db"]
+def _activity(db: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Voice activity per 5 ms (clearly above the noise floor, 80 ms hangover), the
+    loudness scaled to 0..1 between floor and peak, and that span in dB."""
     floor = float(np.percentile(db, 10))
     peak = float(np.percentile(db, 97))
     span = max(peak - floor, 1e-3)
     level = np.clip((db - floor) / span, 0.0, 1.0)
-    # voice activity: clearly above the noise floor, with 80 ms hangover
     active = (db > floor + max(0.35 * span, 9.0)) & (peak - floor > 12.0)
     hang = int(0.08 * passes.RATE)
     if hang > 0 and active.any():
         k = np.ones(2 * hang + 1)
         active = np.convolve(active.astype(float), k, mode="same") > 0
+    return active, level, span
+
+
+def voice_activity(audio: AudioClip) -> np.ndarray:
+    """Boolean voice activity at ``passes.RATE`` Hz."""
+    return _activity(features(audio)["db"])[0]
+
+
+def gate_phonemes(phonemes: tuple[Phoneme, ...], audio: AudioClip) -> tuple[Phoneme, ...]:
+    """Phones that a recogniser found where nobody speaks (noise, breaths, music
+    between phrases) become pauses, so the mouth does not chatter."""
+    active = voice_activity(audio)
+    out: list[Phoneme] = []
+    for p in phonemes:
+        a = int(p.start * passes.RATE)
+        b = max(a + 1, int(np.ceil(p.end * passes.RATE)))
+        seg = active[a:b]
+        sym = p.symbol if (len(seg) and seg.mean() >= 0.3) or p.symbol == PAUSE else PAUSE
+        if out and sym == PAUSE and out[-1].symbol == PAUSE:
+            out[-1] = Phoneme(PAUSE, out[-1].start, p.end)
+        else:
+            out.append(Phoneme(sym, p.start, p.end, p.stress if sym != PAUSE else 0, p.word))
+    return tuple(out)
+
+
+def estimate(audio: AudioClip) -> tuple[np.ndarray, list[passes.Closure]]:
+    """Dense (RATE Hz) mouth curve and closure intervals from the audio alone."""
+    n_out = max(1, int(np.ceil(audio.duration * passes.RATE)) + 1)
+    f = features(audio)
+    db = f["db"]
+    active, level, span = _activity(db)
     opening = np.clip((level - 0.35) / 0.6, 0.0, 1.0) ** 0.8 * active
     fric = np.clip((f["hi"] - 0.25) / 0.4, 0.0, 1.0)
     rounded = np.clip((1100.0 - f["centroid"]) / 500.0, 0.0, 1.0) * (opening > 0.2)
