@@ -70,3 +70,18 @@ def test_exif_rotation_and_alpha(astronaut):
     flat = load_image(rgba)
     assert flat.shape == (10, 10, 3)
     assert tuple(flat[0, 0]) == (255, 0, 0) and tuple(flat[9, 9]) == (255, 255, 255)
+
+
+def test_small_face_in_a_4k_photo_is_found_and_animated_at_face_resolution(astronaut):
+    big = np.full((2160, 3840, 3), 200, np.uint8)
+    big[1200:1712, 1600:2112] = astronaut
+    av = pipeline.prepare_avatar(big)
+    x0, y0, x1, y1 = av.face.box
+    assert 1770 < x0 < 1800 and 1860 < x1 < 1890 and 1260 < y0 < 1290
+    from pipeline.engines import warp
+    from pipeline.options import RenderOptions
+
+    rig = warp.prepare(av, RenderOptions())
+    assert rig.size == (3840, 2160)
+    h, w = rig.mouth.field.shape
+    assert h * w < 200 * 200  # work scales with the face, not the photo

@@ -87,13 +87,23 @@ def _refine(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tiles(h: int, w: int) -> list[tuple[int, int, int]]:
+def _tiles(h: int, w: int, side: int) -> list[tuple[int, int, int]]:
     """Overlapping square tiles (x, y, side) covering the image."""
-    side = max(256, min(h, w, max(512, max(h, w) // 2)))
+    side = min(side, h, w)
     step = max(1, side // 2)
     xs = list(range(0, max(1, w - side) + 1, step)) + ([w - side] if w > side else [])
     ys = list(range(0, max(1, h - side) + 1, step)) + ([h - side] if h > side else [])
     return [(x, y, side) for y in sorted(set(ys)) for x in sorted(set(xs))]
+
+
+def _tile_sides(h: int, w: int) -> list[int]:
+    """Tile sizes from coarse to fine: halving down to ~6x the smallest face we accept."""
+    sides = []
+    side = max(256, min(h, w, max(512, max(h, w) // 2)))
+    while side >= 6 * MIN_FACE_PX:
+        sides.append(side)
+        side //= 2
+    return sides or [min(h, w)]
 
 
 def _dedupe(faces: list[np.ndarray]) -> list[np.ndarray]:
@@ -116,12 +126,17 @@ def detect_faces(image: np.ndarray) -> list[np.ndarray]:
     faces = _run(image)
     h, w = image.shape[:2]
     if not faces or max(h, w) > 1.4 * min(h, w) or max(h, w) >= 1024:
-        for x, y, side in _tiles(h, w):
-            for f in _run(image[y : y + side, x : x + side]):
-                f = f.copy()
-                f[:, 0] += x
-                f[:, 1] += y
-                faces.append(f)
+        for side in _tile_sides(h, w):
+            found = []
+            for x, y, s in _tiles(h, w, side):
+                for f in _run(image[y : y + s, x : x + s]):
+                    f = f.copy()
+                    f[:, 0] += x
+                    f[:, 1] += y
+                    found.append(f)
+            faces += found
+            if faces:  # the coarsest level that finds faces is enough
+                break
     return _dedupe(faces)
 
 
