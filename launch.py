@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from pipeline.cli_options import add_dataclass_args, dataclass_from_args
-from pipeline.options import ExportOptions, RenderOptions, VoiceOptions
+from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 
 log = logging.getLogger("avatar_studio")
 
@@ -75,7 +75,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     else:
         speech = pipeline.load_speech(args.audio, text=args.transcript or "", timing=args.timing)
         log.info("speech timing from %s", speech.source)
-    result = pipeline.render_to_file(avatar, speech, args.out, render_opts, export_opts, progress=_progress_printer())
+    background = dataclass_from_args(BackgroundOptions, args)
+    result = pipeline.render_to_file(
+        avatar, speech, args.out, render_opts, export_opts, progress=_progress_printer(), background=background
+    )
     if args.phonemes_out and speech.phonemes:
         from pipeline.quality import save_phonemes
 
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(r, RenderOptions)
     add_dataclass_args(r, VoiceOptions, skip=("max_chars",))
     add_dataclass_args(r, ExportOptions)
+    add_dataclass_args(r, BackgroundOptions, prefix="bg_")
     r.set_defaults(func=cmd_render)
     v = sub.add_parser("visemes", help="write the mouth-shape timeline of an audio file")
     v.add_argument("audio", help="speech audio file")

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.options import ExportOptions, RenderOptions, VoiceOptions
+from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from pipeline.types import Avatar, Frame, Speech, Tracks
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,47 @@ class RenderResult:
         return self.frames / max(self.seconds, 1e-9)
 
 
+_MATTES: "OrderedDict[str, np.ndarray]" = OrderedDict()
+
+
+def person_matte(avatar: Avatar) -> np.ndarray:
+    """The person matte of an avatar's photo (computed once per photo and kept)."""
+    from pipeline.matting import matte_photo
+
+    with _SPEECH_LOCK:
+        hit = _MATTES.get(avatar.key)
+    if hit is not None:
+        return hit
+    alpha = matte_photo(avatar.image)
+    with _SPEECH_LOCK:
+        _MATTES[avatar.key] = alpha
+        while len(_MATTES) > 8:
+            _MATTES.popitem(last=False)
+    return alpha
+
+
+def resized_avatar(avatar: Avatar, longest: int) -> Avatar:
+    """The avatar scaled so its longest side is ``longest`` px (landmarks and matte too)."""
+    import dataclasses
+
+    import cv2
+
+    from pipeline.media.image import resize_to
+
+    if not longest or max(avatar.image.shape[:2]) == longest:
+        return avatar
+    image, scale = resize_to(avatar.image, longest)
+    lm = avatar.face.landmarks.copy()
+    lm[:, :3] *= scale
+    x0, y0, x1, y1 = avatar.face.box
+    box = tuple(int(round(v * scale)) for v in (x0, y0, x1, y1))
+    face = dataclasses.replace(avatar.face, landmarks=lm, box=box)  # type: ignore[arg-type]
+    matte = None
+    if avatar.matte is not None:
+        matte = cv2.resize(avatar.matte, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return dataclasses.replace(avatar, image=image, face=face, matte=matte, key=f"{avatar.key}@{longest}")
+
+
 def render_to_file(
     avatar: Avatar,
     speech: Speech,
@@ -201,26 +242,60 @@ def render_to_file(
     opts: RenderOptions = RenderOptions(),
     export_opts: ExportOptions = ExportOptions(),
     progress: Progress = _no_progress,
+    background: BackgroundOptions = BackgroundOptions(),
 ) -> RenderResult:
-    """Render and encode to ``out`` (written atomically); reports progress."""
+    """Render and encode to ``out`` (written atomically); reports progress.
+
+    With a ``background`` other than "keep" at the source framing, the photo's person
+    matte is computed once and carried through the warps as a fourth channel, the photo
+    is colour-treated once for the new background, and each frame is composited only
+    where it changed.
+    """
+    import dataclasses
+
+    from pipeline.errors import InvalidOption
     from pipeline.export import open_writer
+    from pipeline.options import ALPHA_FORMATS
 
     t0 = time.perf_counter()
     progress(0.0, "Preparing the avatar")
+    composite = background.mode != "keep" or background.framing != "source" or background.resolution != "source"
+    if background.mode == "transparent" and export_opts.format not in ALPHA_FORMATS:
+        raise InvalidOption(
+            f"A transparent background needs an export format with alpha ({', '.join(ALPHA_FORMATS)}), "
+            f"not {export_opts.format}."
+        )
+    compositor = None
+    if composite:
+        from pipeline.matting import Compositor
+
+        avatar = resized_avatar(avatar, opts.size)
+        opts = dataclasses.replace(opts, size=0)
+        progress(0.01, "Separating the person from the background")
+        alpha = person_matte(avatar) if avatar.matte is None else avatar.matte
+        compositor = Compositor(background, avatar.size, opts.fps)
+        still_rgb = compositor.prepare_still(avatar.image, alpha)
+        avatar = dataclasses.replace(avatar, image=still_rgb, matte=alpha)
     prepared = prepare_engine(avatar, opts)
     tracks = plan(speech, opts)
     n = tracks.n_frames
     if n == 0:
         raise PipelineError(f"The speech is {speech.duration:.3f} s long: too short for one frame at {opts.fps:g} fps.")
-    w, h = prepared.size
+    w, h = compositor.out_size if compositor is not None else prepared.size
     progress(0.02, "Rendering")
     step = max(1, n // 50)
-    with open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name, speech=speech) as writer:
-        for i, frame in enumerate(render(prepared, speech, opts, tracks)):
-            writer.write(frame)
-            if i % step == 0:
-                progress(0.02 + 0.95 * (i + 1) / n, f"Frame {i + 1} of {n}")
-        progress(0.98, "Finishing the file")
+    try:
+        with open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name, speech=speech) as writer:
+            for i, frame in enumerate(render(prepared, speech, opts, tracks)):
+                if compositor is not None:
+                    frame = compositor.apply(frame, None, i)
+                writer.write(frame)
+                if i % step == 0:
+                    progress(0.02 + 0.95 * (i + 1) / n, f"Frame {i + 1} of {n}")
+            progress(0.98, "Finishing the file")
+    finally:
+        if compositor is not None:
+            compositor.close()
     seconds = time.perf_counter() - t0
     progress(1.0, "Done")
     return RenderResult(Path(out), n, opts.fps, speech.duration, seconds, (w, h))
@@ -247,6 +322,9 @@ def still(avatar: Avatar) -> np.ndarray:
 
 
 __all__ = [
+    "BackgroundOptions",
+    "person_matte",
+    "resized_avatar",
     "ExportOptions",
     "PipelineError",
     "Prepared",

@@ -10,15 +10,16 @@ from typing import Any, get_args, get_origin
 from pipeline.options import field_help
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per field of ``cls``, with its default, type, choices and help."""
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), prefix: str = "") -> None:
+    """One ``--flag`` (``--<prefix><field>``) per field of ``cls``, with its default,
+    type, choices and help."""
     helps = field_help(cls)
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(cls.__name__)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + (prefix + f.name).replace("_", "-")
         hint = hints[f.name]
         # absent flags stay absent (SUPPRESS) so presets can fill them and explicit flags win
         kwargs: dict[str, Any] = {
