@@ -19,7 +19,7 @@ from typing import Callable
 import gradio as gr
 
 import pipeline
-from pipeline.options import RenderOptions, VoiceOptions
+from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import option_control, option_controls
 from studio.handlers import VOICE_MODES, TEXT, Handlers, Services
 
@@ -162,6 +162,26 @@ def voice_tab(ctx: StudioContext) -> None:
     ctx.inputs.update(voice_mode=mode, text=text, speed=speed, audio=audio, voice=voice, language=language)
 
 
+def background_tab(ctx: StudioContext) -> None:
+    with gr.Tab("Background", id="background"):
+        gr.Markdown(asset("background.md"))
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                mode = option_control(BackgroundOptions, "mode")
+                blur = option_control(BackgroundOptions, "blur")
+                color = gr.ColorPicker(value=BackgroundOptions().color, label="Colour", info="Solid colour for mode color")
+                image = gr.Image(label="Background image", type="filepath", sources=["upload"], height=180)
+                video = gr.Video(label="Background video", sources=["upload"], height=180)
+            with gr.Column():
+                framing = option_controls(
+                    BackgroundOptions, skip=("mode", "blur", "color", "image", "video")
+                )
+    ctx.inputs.update(
+        bg_mode=mode, bg_blur=blur, bg_color=color, bg_image=image, bg_video=video,
+        **{f"bg_{k}": c for k, c in framing.items()},
+    )
+
+
 def render_tab(ctx: StudioContext) -> None:
     with gr.Tab("Render", id="render"):
         gr.Markdown(asset("render.md"))
@@ -178,10 +198,12 @@ def render_tab(ctx: StudioContext) -> None:
                     info="Fills the motion and expression sliders below; adjust them freely.",
                 )
                 others = option_controls(RenderOptions, skip=("fps", "size"))
+                with gr.Accordion("Export", open=False):
+                    export = option_controls(ExportOptions, skip=("crf", "preset", "alpha", "mov_audio"))
                 go = gr.Button("Render", variant="primary", size="lg")
             with gr.Column(scale=3):
                 video = gr.Video(label="Talking video", interactive=False, height=420)
-                download = gr.File(label="Download MP4", interactive=False, height=90)
+                download = gr.File(label="Download", interactive=False, height=90)
                 status = gr.Markdown(label="Status", elem_classes="status")
     controls = {"fps": fps, "size": size, **others}
     preset_fields = sorted({k for values in looks.values() for k in values if others.get(k) is not None})
@@ -198,14 +220,19 @@ def render_tab(ctx: StudioContext) -> None:
         ctx.handlers.render,
         [i["photo"], i["voice_mode"], i["text"], i["speed"], i["audio"], ctx.avatar, ctx.speech],
         [video, download, status, ctx.avatar, ctx.speech],
-        inputs_kwargs={"voice": i["voice"], **{name: c for name, c in controls.items() if c is not None}},
+        inputs_kwargs={
+            "voice": i["voice"],
+            **{name: c for name, c in controls.items() if c is not None},
+            **{f"export_{name}": c for name, c in export.items()},
+            **{name: c for name, c in i.items() if name.startswith("bg_") and c is not None},
+        },
         api_name="render",
         show_progress_on=[video],
     )
 
 
 TabBuilder = Callable[[StudioContext], None]
-TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, render_tab)
+TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, background_tab, render_tab)
 
 
 # ---------------------------------------------------------------------------- app

@@ -23,7 +23,7 @@ import gradio as gr
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.options import ExportOptions, RenderOptions, VoiceOptions
+from pipeline.options import ALPHA_FORMATS, BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import options_from_values
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ class Services(Protocol):
         opts: RenderOptions = ...,
         export_opts: ExportOptions = ...,
         progress: Callable[[float, str], None] = ...,
+        background: BackgroundOptions = ...,
     ) -> RenderResult: ...
 
     def still(self, avatar: Avatar) -> np.ndarray: ...
@@ -279,6 +280,8 @@ class Handlers:
         speech_state: Cached[Speech] | None = None,
         progress: gr.Progress = gr.Progress(),
         voice: str | None = None,
+        bg_image: str | None = None,
+        bg_video: str | None = None,
         **options: Any,
     ):
         """Render the talking video: (video, download, status, session avatar, session speech).
@@ -286,21 +289,44 @@ class Handlers:
         ``voice``: the TTS voice id for text (Voice tab); empty means the default voice.
         """
         t0 = time.perf_counter()
+        groups: dict[str, dict[str, Any]] = {"render": {}, "export": {}, "bg": {"image": bg_image, "video": bg_video}}
+        for name, value in options.items():
+            head, _, rest = name.partition("_")
+            if head in ("export", "bg") and rest:
+                groups[head][rest] = value
+            else:
+                groups["render"][name] = value
         try:
-            opts = options_from_values(RenderOptions, options)
+            opts = options_from_values(RenderOptions, groups["render"])
+            export_opts = options_from_values(ExportOptions, groups["export"])
+            background = options_from_values(BackgroundOptions, groups["bg"])
+            if background.mode == "transparent" and export_opts.format in ALPHA_FORMATS:
+                export_opts = dataclasses.replace(export_opts, alpha=True)
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
         progress(0.0, desc="Finding the face")
         avatar = self._avatar(image, avatar_state)
         progress(0.0, desc="Preparing the voice")
         speech = self._speech(voice_mode, text, speed, audio, speech_state, voice)
-        out = new_render_dir(self.render_root) / f"{avatar.value.name}.mp4"
+        fmt = export_opts.format
+        folder = new_render_dir(self.render_root)
+        out = folder / (avatar.value.name if fmt == "png" else f"{avatar.value.name}.{fmt}")
 
         def report(fraction: float, message: str) -> None:
             progress(fraction, desc=message)
 
-        result = self.services.render_to_file(avatar.value, speech.value, out, opts, progress=report)
+        result = self.services.render_to_file(
+            avatar.value, speech.value, out, opts, export_opts, progress=report, background=background
+        )
         path = str(result.path)
+        download: str | list[str] = path
+        if fmt == "png":  # a folder of frames: offer it as one zip
+            download = shutil.make_archive(str(folder / avatar.value.name), "zip", root_dir=result.path)
+        extras = sorted(str(p) for p in folder.glob("*.srt")) + sorted(str(p) for p in folder.glob("*.vtt"))
+        if extras:
+            download = [download, *extras] if isinstance(download, str) else download
+        # the browser plays MP4 and WebM; other formats are offered for download only
+        preview = path if fmt in ("mp4", "webm") else None
         notes = [f"⚠️ {warning}" for warning in avatar.value.warnings]
         status = "\n\n".join([render_summary(result, time.perf_counter() - t0), *notes])
-        return path, path, status, avatar, speech
+        return preview, download, status, avatar, speech

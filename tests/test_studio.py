@@ -207,7 +207,7 @@ class FakeServices:
         self.calls.append("load_speech")
         return Speech(AudioClip(np.zeros(8000, np.float32), 16000), source="acoustic")
 
-    def render_to_file(self, avatar, speech, out, opts, export_opts=None, progress=lambda f, m: None):
+    def render_to_file(self, avatar, speech, out, opts, export_opts=None, progress=lambda f, m: None, background=None):
         from pipeline import RenderResult
 
         self.calls.append(f"render:{opts.fps:g}:{opts.seed}")
@@ -278,7 +278,10 @@ def test_named_endpoints(client):
     assert {"/prepare_avatar", "/preview_voice", "/render"} <= set(api)
     params = [p["parameter_name"] for p in api["/render"]["parameters"]]
     fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]
-    assert params == ["image", "voice_mode", "text", "speed", "audio", "voice", *fields]
+    assert params[:6 + len(fields)] == ["image", "voice_mode", "text", "speed", "audio", "voice", *fields]
+    rest = params[6 + len(fields):]
+    assert {"export_format", "export_quality", "export_subtitles", "bg_mode", "bg_image", "bg_video", "bg_framing"} <= set(rest)
+    assert all(p.startswith(("export_", "bg_")) for p in rest)
 
 
 def test_photo_shows_landmarks(client, astronaut_png, astronaut):
@@ -308,6 +311,20 @@ def test_render_text_end_to_end(client, astronaut_png):
     assert 1.2 < info["duration"] < 4.0
     assert abs(info["frames"] - round(info["duration"] * 25)) <= 1
     assert f"{info['frames']} frames at 25 fps" in status and "512×512" in status
+
+
+def test_render_transparent_webm_in_portrait(client, astronaut_png):
+    from gradio_client import handle_file
+
+    video, download, status = client.predict(
+        image=handle_file(str(astronaut_png)), voice_mode="text", text="Hi.", bg_mode="transparent",
+        bg_framing="portrait", bg_resolution="720p", export_format="webm", api_name="/render",
+    )
+    path = _path(download)
+    assert path.suffix == ".webm" and _path(video) == path
+    info = _probe(path)
+    assert (info["width"], info["height"]) == (720, 1280) and info["alpha"] is True
+    assert "720×1280" in status
 
 
 def test_preview_voice(client):
