@@ -54,7 +54,9 @@ def test_mouth_closes_on_bilabials_and_opens_on_open_vowels(rendered, speech):
     bil = [p for p in speech.phonemes if p.symbol in BILABIALS]
     opn = [p for p in speech.phonemes if p.symbol in OPEN_VOWELS]
     assert len(bil) >= 4 and len(opn) >= 3
-    closed = [window(p).min() < 0.05 for p in bil]
+    # FaceMesh reads touching lips of an H.264 frame as a gap of 0.01-0.055 of the mouth
+    # width (pipeline.quality uses the same 0.06 ceiling for "closed")
+    closed = [window(p).min() < 0.06 for p in bil]
     opened = [window(p).max() > 0.15 for p in opn]
     assert all(closed), f"bilabials not closed: {[round(float(window(p).min()), 3) for p in bil]}"
     assert all(opened), f"open vowels not open: {[round(float(window(p).max()), 3) for p in opn]}"
