@@ -255,6 +255,7 @@ def render_to_file(
 
     from pipeline.errors import InvalidOption
     from pipeline.export import open_writer
+    from pipeline.export.threaded import ThreadedWriter
     from pipeline.options import ALPHA_FORMATS
 
     t0 = time.perf_counter()
@@ -285,7 +286,8 @@ def render_to_file(
     progress(0.02, "Rendering")
     step = max(1, n // 50)
     try:
-        with open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name, speech=speech) as writer:
+        writer_opened = open_writer(Path(out), w, h, opts.fps, speech.audio, export_opts, title=avatar.name, speech=speech)
+        with ThreadedWriter(writer_opened) as writer:
             for i, frame in enumerate(render(prepared, speech, opts, tracks)):
                 if compositor is not None:
                     frame = compositor.apply(frame, None, i)
