@@ -90,13 +90,6 @@ def avatar_tab(ctx: StudioContext) -> None:
     ctx.inputs["photo"] = photo
 
 
-PAUSE_HELP = (
-    "**Pauses**: write `[pause 500ms]`, `[pause 1.2s]` or just `[pause]` (half a second) where the "
-    'voice should stop; SSML\'s `<break time="500ms"/>` works too (at most 10 s each). Numbers, dates, '
-    "amounts and titles are read the way people say them."
-)
-
-
 def voice_tab(ctx: StudioContext) -> None:
     default_id = VoiceOptions().voice
     default_language = next((v.language for v in pipeline.voices() if v.id == default_id), "en-US")
@@ -127,10 +120,14 @@ def voice_tab(ctx: StudioContext) -> None:
                         placeholder="Hello there, my name is Avatar. [pause 500ms] Nice to meet you!",
                         max_length=VoiceOptions().max_chars,
                     )
-                    gr.Markdown(PAUSE_HELP, elem_classes="status")
                     speed = option_control(VoiceOptions, "speed")
                 with gr.Group(visible=False) as audio_group:
                     audio = gr.Audio(label="Speech", sources=["microphone", "upload"], type="filepath")
+                    transcript = gr.Textbox(
+                        label="Transcript (optional)",
+                        lines=2,
+                        info="What is said, for exact lip timing (English). Without it the words are recognised.",
+                    )
                 preview = gr.Button("Preview voice", variant="primary")
             with gr.Column():
                 heard = gr.Audio(label="Preview", interactive=False, type="numpy")
@@ -156,10 +153,13 @@ def voice_tab(ctx: StudioContext) -> None:
         ctx.handlers.preview_voice,
         [mode, text, speed, audio, ctx.speech, voice],
         [heard, ctx.speech, status],
+        inputs_kwargs={"transcript": transcript},
         api_name="preview_voice",
         show_progress_on=[heard],
     )
-    ctx.inputs.update(voice_mode=mode, text=text, speed=speed, audio=audio, voice=voice, language=language)
+    ctx.inputs.update(
+        voice_mode=mode, text=text, speed=speed, audio=audio, voice=voice, language=language, transcript=transcript
+    )
 
 
 def background_tab(ctx: StudioContext) -> None:
@@ -222,6 +222,7 @@ def render_tab(ctx: StudioContext) -> None:
         [video, download, status, ctx.avatar, ctx.speech],
         inputs_kwargs={
             "voice": i["voice"],
+            "transcript": i["transcript"],
             **{name: c for name, c in controls.items() if c is not None},
             **{f"export_{name}": c for name, c in export.items()},
             **{name: c for name, c in i.items() if name.startswith("bg_") and c is not None},

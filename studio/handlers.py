@@ -194,6 +194,7 @@ class Handlers:
         audio: str | None,
         cached: Cached[Speech] | None,
         voice: str | None = None,
+        transcript: str | None = None,
     ) -> Cached[Speech]:
         if mode == TEXT:
             opts = VoiceOptions()
@@ -208,10 +209,11 @@ class Handlers:
         if mode == AUDIO:
             if not audio:
                 raise gr.Error(NO_AUDIO, print_exception=False)
-            key = (AUDIO, audio)
+            transcript = (transcript or "").strip()
+            key = (AUDIO, audio, transcript)
             if cached is not None and cached.key == key:
                 return cached
-            return Cached(key, self.services.load_speech(audio))
+            return Cached(key, self.services.load_speech(audio, text=transcript))
         choices = ", ".join(f"'{value}' ({label})" for label, value in VOICE_MODES)
         raise gr.Error(f"Choose where the voice comes from: {choices}.", print_exception=False)
 
@@ -224,12 +226,13 @@ class Handlers:
         audio: str | None = None,
         cached: Cached[Speech] | None = None,
         voice: str | None = None,
+        transcript: str | None = None,
     ):
         """Make the speech that a render would use: (audio to listen to, session speech, status).
 
         ``voice``: a voice id (Voice tab menu, ``pipeline.speech.voices``); empty means the default.
         """
-        speech = self._speech(voice_mode, text, speed, audio, cached, voice)
+        speech = self._speech(voice_mode, text, speed, audio, cached, voice, transcript)
         return _pcm16(speech.value), speech, speech_summary(speech.value)
 
     def voice_choices(self, language: str | None):
@@ -280,6 +283,7 @@ class Handlers:
         speech_state: Cached[Speech] | None = None,
         progress: gr.Progress = gr.Progress(),
         voice: str | None = None,
+        transcript: str | None = None,
         bg_image: str | None = None,
         bg_video: str | None = None,
         **options: Any,
@@ -307,7 +311,7 @@ class Handlers:
         progress(0.0, desc="Finding the face")
         avatar = self._avatar(image, avatar_state)
         progress(0.0, desc="Preparing the voice")
-        speech = self._speech(voice_mode, text, speed, audio, speech_state, voice)
+        speech = self._speech(voice_mode, text, speed, audio, speech_state, voice, transcript)
         fmt = export_opts.format
         folder = new_render_dir(self.render_root)
         out = folder / (avatar.value.name if fmt == "png" else f"{avatar.value.name}.{fmt}")

@@ -278,8 +278,9 @@ def test_named_endpoints(client):
     assert {"/prepare_avatar", "/preview_voice", "/render"} <= set(api)
     params = [p["parameter_name"] for p in api["/render"]["parameters"]]
     fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]
-    assert params[:6 + len(fields)] == ["image", "voice_mode", "text", "speed", "audio", "voice", *fields]
-    rest = params[6 + len(fields):]
+    head = ["image", "voice_mode", "text", "speed", "audio", "voice", "transcript", *fields]
+    assert params[: len(head)] == head
+    rest = params[len(head) :]
     assert {"export_format", "export_quality", "export_subtitles", "bg_mode", "bg_image", "bg_video", "bg_framing"} <= set(rest)
     assert all(p.startswith(("export_", "bg_")) for p in rest)
 
