@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 RATE = 16000
 FRAME_S = 0.01  # pocketsphinx frame period
 PAD_S = 0.25  # silence added around audio before forced alignment
+# pocketsphinx stamps a frame with the start of its 25.6 ms analysis window; the sound it
+# describes is centred half a window later
+WINDOW_CENTER_S = 0.0128
 
 
 class AlignmentFailed(PipelineError):
@@ -128,7 +131,13 @@ def _fill(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme, ...]:
     return tuple(out)
 
 
-def _run_alignment(d, words: list[str], pcm: bytes):
+def _run_alignment(d, words: list[str], pcm: bytes) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    """[(word, [(phone, start_frame, end_frame), ...]), ...] for ``words`` in ``pcm``.
+
+    Pass 1 aligns words; pass 2 aligns their phones. When pass 2 fails (it sometimes
+    cannot set up a sub-word alignment that pass 1 found), each word's span is shared
+    among its dictionary phones, vowels getting twice a consonant's share.
+    """
     for w in set(words):
         if d.lookup_word(w) is None:
             pron = _espeak_arpabet(w)
@@ -139,11 +148,39 @@ def _run_alignment(d, words: list[str], pcm: bytes):
     d.start_utt()
     d.process_raw(pcm, full_utt=True)
     d.end_utt()
-    d.set_alignment()
-    d.start_utt()
-    d.process_raw(pcm, full_utt=True)
-    d.end_utt()
-    return d.get_alignment()
+    seg = d.seg()
+    if seg is None:
+        raise RuntimeError("the words could not be aligned to the audio")
+    word_segs = [(s.word, s.start_frame, s.end_frame + 1) for s in seg]
+    try:
+        d.set_alignment()
+        d.start_utt()
+        d.process_raw(pcm, full_utt=True)
+        d.end_utt()
+        al = d.get_alignment()
+        if al is not None:
+            return [
+                (re.sub(r"\(\d+\)$", "", w.name), [(ph.name, ph.start, ph.start + ph.duration) for ph in w])
+                for w in al
+            ]
+    except RuntimeError as exc:
+        log.info("phone alignment failed (%s); sharing word spans among their phones", exc)
+    out: list[tuple[str, list[tuple[str, int, int]]]] = []
+    for word, a, b in word_segs:
+        name = re.sub(r"\(\d+\)$", "", word)
+        pron = (d.lookup_word(name) or "").split() if name not in ("<s>", "</s>", "<sil>") else []
+        if not pron:
+            out.append((word, [("SIL", a, b)]))
+            continue
+        weights = np.array([2.0 if p[:2] in _VOWELS else 1.0 for p in pron])
+        edges = a + np.round(np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * (b - a)).astype(int)
+        out.append((name, [(p, int(edges[i]), int(edges[i + 1])) for i, p in enumerate(pron) if edges[i + 1] > edges[i]]))
+    if not any(ph for _, ph in out):
+        raise RuntimeError("no word alignment")
+    return out
+
+
+_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 
 
 def align(audio: AudioClip, text: str) -> tuple[tuple[Phoneme, ...], tuple[Word, ...]]:
@@ -166,16 +203,15 @@ def align(audio: AudioClip, text: str) -> tuple[tuple[Phoneme, ...], tuple[Word,
     dur = audio.duration
 
     def t(frames: int) -> float:
-        return min(dur, max(0.0, frames * FRAME_S - PAD_S))
+        return min(dur, max(0.0, frames * FRAME_S - PAD_S + WINDOW_CENTER_S))
 
-    for w in al:
-        ws, we = t(w.start), t(w.start + w.duration)
-        if w.name not in ("<sil>", "<s>", "</s>", "sil"):
-            word_spans.append(Word(w.name, ws, we))
-        for ph in w:
-            a, b = t(ph.start), t(ph.start + ph.duration)
+    for name, phones in al:
+        if phones and name not in ("<sil>", "<s>", "</s>", "sil"):
+            word_spans.append(Word(name, t(phones[0][1]), t(phones[-1][2])))
+        for ph, a_f, b_f in phones:
+            a, b = t(a_f), t(b_f)
             if b > a:
-                segs.append((ph.name, a, b))
+                segs.append((ph, a, b))
     if not segs:
         raise AlignmentFailed("Forced alignment returned no phones.")
     return _fill(_to_phonemes(segs), audio.duration), tuple(word_spans)
@@ -187,7 +223,10 @@ def recognize_phones(audio: AudioClip) -> tuple[Phoneme, ...]:
     d.start_utt()
     d.process_raw(_pcm(audio), full_utt=True)
     d.end_utt()
-    segs = [(s.word, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in d.seg()]
+    segs = [
+        (s.word, s.start_frame * FRAME_S + WINDOW_CENTER_S, (s.end_frame + 1) * FRAME_S + WINDOW_CENTER_S)
+        for s in d.seg()
+    ]
     if not segs:
         raise AlignmentFailed("No phones were recognised.")
     return _fill(_to_phonemes(segs), audio.duration)
@@ -243,6 +282,11 @@ def recognize(audio: AudioClip) -> tuple[Phoneme, ...]:
             log.info("aligning the recognised words failed (%s); using allphone alone", exc)
     if base is None:
         return phones
+    # a badly misheard utterance aligns only a few words and leaves the rest as pause:
+    # then the allphone result is the better base
+    if _spoken(base) < 0.8 * _spoken(phones):
+        log.info("recognised words cover %.1f s of %.1f s of phones; allphone is the base", _spoken(base), _spoken(phones))
+        base, phones = phones, base
     bil = set("pbm")
     missing = [
         p
@@ -250,3 +294,8 @@ def recognize(audio: AudioClip) -> tuple[Phoneme, ...]:
         if p.symbol in bil and not any(q.symbol in bil and q.end > p.start - 0.06 and q.start < p.end + 0.06 for q in base)
     ]
     return overlay(base, missing)
+
+
+def _spoken(phones: tuple[Phoneme, ...]) -> float:
+    """Seconds covered by phones that are not pauses."""
+    return float(sum(p.end - p.start for p in phones if p.symbol != PAUSE))
