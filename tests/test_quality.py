@@ -12,7 +12,7 @@ import pytest
 
 import pipeline
 from pipeline import timing
-from pipeline.errors import InvalidOption, UnsupportedMedia
+from pipeline.errors import UnsupportedMedia
 from pipeline.quality import (
     MouthTrack,
     Report,

@@ -263,7 +263,31 @@ class AudioTrack:
 # --------------------------------------------------------------------------- writers
 
 
-class BaseWriter:
+class WriterContext:
+    """``with`` support for writers: close on success, abort (no output) on an error."""
+
+    def close(self) -> Any:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+
+class BaseWriter(WriterContext):
     """Life cycle shared by every writer; subclasses fill in the format-specific hooks.
 
     Hooks: ``_open(audio)`` (create the temp output), ``_start(first_frame)`` (once, before
@@ -413,19 +437,6 @@ class BaseWriter:
             log.debug("ignoring error while discarding %s: %s", self._tmp.name, exc)
         remove_path(self._tmp)
 
-    def __enter__(self) -> "BaseWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):

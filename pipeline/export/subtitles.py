@@ -30,13 +30,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
-from pipeline.export.base import remove_path, temp_path
+from pipeline.export.base import WriterContext, remove_path, temp_path
 from pipeline.types import AudioClip, Speech, Word
 from pipeline.visemes.inventory import PAUSE
 
@@ -419,7 +418,7 @@ def burn_in(frame: np.ndarray, cues: Sequence[Cue], t: float) -> np.ndarray:
 # --------------------------------------------------------------------------- writer wrapper
 
 
-class SubtitledWriter:
+class SubtitledWriter(WriterContext):
     """Wraps a writer: burns cues into the frames (``mode="burn"``), or writes the .srt/.vtt
     beside the output after the output itself is complete (``mode="srt"`` / ``"vtt"``)."""
 
@@ -451,16 +450,3 @@ class SubtitledWriter:
     def abort(self) -> None:
         self.writer.abort()
 
-    def __enter__(self) -> "SubtitledWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.abort()
-        else:
-            self.close()

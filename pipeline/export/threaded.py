@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from types import TracebackType
 
 import numpy as np
+
+from pipeline.export.base import WriterContext
 
 _STOP = object()
 
 
-class ThreadedWriter:
+class ThreadedWriter(WriterContext):
     """Wraps a writer (``write``/``close``/``abort``) so that ``write`` only enqueues.
 
     Frames must not be modified after ``write`` (the engines yield a new array per frame).
@@ -68,13 +69,3 @@ class ThreadedWriter:
     def frames_written(self) -> int:
         return self.writer.frames_written
 
-    def __enter__(self) -> "ThreadedWriter":
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

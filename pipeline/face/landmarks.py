@@ -65,7 +65,6 @@ def _box(pts: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 
 def _refine(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Re-run FaceMesh on a square crop around the face scaled to REFINE_SIZE."""
-    h, w = image.shape[:2]
     cx, cy = pts[:, 0].mean(), pts[:, 1].mean()
     side = 2.0 * max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]))
     scale = REFINE_SIZE / side
@@ -83,7 +82,6 @@ def _refine(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     out[:, 2] = best[:, 2] / scale
     if np.abs(out[:, :2].mean(0) - pts[:, :2].mean(0)).max() > 0.2 * side:
         return pts  # refinement latched onto something else; keep the first pass
-    _ = (h, w)
     return out
 
 

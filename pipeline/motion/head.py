@@ -43,17 +43,15 @@ def _bump(t: np.ndarray, center: float, width: float) -> np.ndarray:
 def emphasis(phonemes: Sequence[Phoneme]) -> list[tuple[Phoneme, float]]:
     """Stressed vowels with a weight: 1 after a pause or at the start, else 0.5."""
     out = []
-    last_pause_end = 0.0
     seen_vowel_since_pause = False
     for p in phonemes:
         if p.symbol == PAUSE and p.duration >= 0.12:
-            last_pause_end, seen_vowel_since_pause = p.end, False
+            seen_vowel_since_pause = False
         elif is_vowel(p.symbol) and p.stress == 1:
             out.append((p, 1.0 if not seen_vowel_since_pause else 0.5))
             seen_vowel_since_pause = True
         elif is_vowel(p.symbol):
             seen_vowel_since_pause = True
-    _ = last_pause_end
     return out
 
 
