@@ -251,12 +251,17 @@ def _prepare_head(image: np.ndarray, lm: np.ndarray) -> HeadRig:
     ey = (field.Y - center[1]) / ay
     r = np.sqrt(ex * ex + ey * ey)  # 1 on the ellipse
     weight = 1.0 - _smoothstep01((r - 1.0) / (band / min(ax, ay)))
-    # the neck follows partly, fading towards the shoulders
-    below = field.Y > fy1
-    neck = np.clip(1.0 - np.abs(field.X - pivot[0]) / (0.45 * face_w), 0, 1) * np.clip(
-        1.0 - (field.Y - fy1) / (0.45 * face_h), 0, 1
+    # below the jaw line the head's pull fades out over the neck; the jaw line itself
+    # (and the chin) moves fully with the head
+    jaw = xy[list(R.JAW)]
+    order = np.argsort(jaw[:, 0])
+    jaw_y = np.interp(field.X, jaw[order, 0], jaw[order, 1], left=jaw[order[0], 1], right=jaw[order[-1], 1])
+    below = field.Y - jaw_y
+    weight = weight * (1.0 - _smoothstep01(below / (0.3 * face_h)))
+    neck = np.clip(1.0 - np.abs(field.X - pivot[0]) / (0.45 * face_w), 0, 1) * (
+        1.0 - _smoothstep01(below / (0.5 * face_h))
     )
-    weight = np.where(below, np.maximum(weight * 0.0, 0.6 * neck), weight).astype(np.float32)
+    weight = np.maximum(weight, np.where(below > 0, 0.6 * neck, 0.0)).astype(np.float32)
     nose = xy[R.NOSE_TIP]
     inner = np.exp(-(((field.X - nose[0]) / (0.32 * face_w)) ** 2 + ((field.Y - nose[1]) / (0.38 * face_h)) ** 2))
     wpx = (weight * (field.X - pivot[0])).astype(np.float32)
