@@ -73,7 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.text:
         speech = pipeline.synthesize(args.text, voice_opts)
     else:
-        speech = pipeline.load_speech(args.audio, text=args.transcript or "", timing=args.timing)
+        speech = pipeline.load_speech(args.audio, text=args.transcript or "", timing=args.timing, language=args.language)
         log.info("speech timing from %s", speech.source)
     background = dataclass_from_args(BackgroundOptions, args)
     result = pipeline.render_to_file(
@@ -95,7 +95,7 @@ def cmd_visemes(args: argparse.Namespace) -> int:
     import pipeline
     from pipeline.visemes import export
 
-    speech = pipeline.load_speech(args.audio, text=args.text or "", timing=args.timing)
+    speech = pipeline.load_speech(args.audio, text=args.text or "", timing=args.timing, language=args.language)
     tracks = pipeline.plan(speech, RenderOptions(fps=args.fps, blinks=False))
     fmt = {"rhubarb": "rhubarb", "json": "json", "tsv": "tsv"}[args.format]
     if args.format == "rhubarb" and str(args.out).endswith(".tsv"):
@@ -114,6 +114,12 @@ def cmd_studio(args: argparse.Namespace) -> int:
     return 0
 
 
+def pipeline_timing_modes() -> tuple[str, ...]:
+    from pipeline import TIMING_MODES
+
+    return TIMING_MODES
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="launch.py", description="Avatar Studio: talking avatars from a photo and a voice.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -128,11 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--transcript", help="with --audio: what is said, for exact phoneme timing (English)")
     r.add_argument(
         "--timing",
-        choices=["auto", "align", "phones", "acoustic"],
+        choices=list(pipeline_timing_modes()),
         default="auto",
-        help="with --audio: how mouth timing is found (default: auto = align with a transcript, "
-        "else phone recognition, acoustic as the fallback)",
+        help="with --audio: how mouth timing is found: align (pocketsphinx, English), synth (alignment "
+        "by espeak-ng synthesis, any language), phones (recognition, English), acoustic (any audio); "
+        "auto picks the best available (default)",
     )
+    r.add_argument("--language", default="en", help="with --audio: language of the speech, e.g. en, de, pt-br (default: en)")
     r.add_argument(
         "--out",
         required=True,
@@ -148,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("visemes", help="write the mouth-shape timeline of an audio file")
     v.add_argument("audio", help="speech audio file")
     v.add_argument("--text", help="transcript for exact timing (English)")
-    v.add_argument("--timing", choices=["auto", "align", "phones", "acoustic"], default="auto")
+    v.add_argument("--timing", choices=list(pipeline_timing_modes()), default="auto")
+    v.add_argument("--language", default="en", help="language of the speech (default: en)")
     v.add_argument("--format", choices=["json", "tsv", "rhubarb"], default="json",
                    help="json/tsv: per-frame mouth pose; rhubarb: Rhubarb Lip Sync shapes A-H, X "
                    "(JSON like `rhubarb -f json`, or Rhubarb TSV when --out ends in .tsv)")

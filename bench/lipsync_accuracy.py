@@ -2,8 +2,10 @@
 
 Truth: synthetic voices whose phoneme times are known exactly (Piper's alignment output,
 espeak-ng's phoneme events). Each clip's audio is timed again by a path that did not
-make it (forced alignment with the transcript, recognition without it, the acoustic
-estimate), the viseme chain turns that timing into per-frame mouth openings, and those
+make it (pocketsphinx forced alignment or alignment by espeak-ng synthesis with the
+transcript, and "auto" choosing between them; recognition without it; the acoustic
+estimate; note that alignment by synthesis of an espeak-ng clip re-synthesises with the
+same engine, so that row is optimistic), the viseme chain turns that timing into per-frame mouth openings, and those
 are scored with pipeline.quality's metrics against the truth (the planned lip gap
 stands in for the gap FaceMesh would measure: 0.35 x gap of the mouth width).
 
@@ -72,7 +74,9 @@ def main() -> None:
             wav = save_wav(truth.audio, Path("/tmp") / f"acc_{vname}.wav")
             paths = {
                 "engine_timing": truth,
+                "auto_with_text": pipeline.load_speech(wav, text=text),
                 "align_with_text": pipeline.load_speech(wav, text=text, timing="align"),
+                "synth_with_text": pipeline.load_speech(wav, text=text, timing="synth"),
                 "recognise_no_text": pipeline.load_speech(wav, timing="phones"),
                 "acoustic": pipeline.load_speech(wav, timing="acoustic"),
             }

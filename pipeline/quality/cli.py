@@ -18,7 +18,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Run the evaluation; PipelineError propagates to the caller (launch.main prints it)."""
     from pipeline.quality import evaluate
 
-    report = evaluate(args.video, phonemes=args.phonemes, text=args.text, source_image=args.source)
+    report = evaluate(args.video, phonemes=args.phonemes, text=args.text, source_image=args.source, language=args.language)
     print(report.format())
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -41,6 +41,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
         "'start end symbol' lines (TSV / Audacity labels) or a Praat TextGrid; IPA or ARPAbet",
     )
     p.add_argument("--text", help="transcript: the video's audio is force-aligned to it (English) when --phonemes is not given")
+    p.add_argument("--language", default="en", help="language of --text (default: en)")
     p.add_argument("--source", help="source face image: adds PSNR outside the mouth")
     p.add_argument("--json", help="also write the report as JSON to this file")
     p.set_defaults(func=cmd_eval)

@@ -756,10 +756,13 @@ def _probe(path) -> dict:
     return fn(path)
 
 
-def evaluate(video_path, phonemes=None, text: str | None = None, source_image=None, *, progress=None) -> Report:
+def evaluate(
+    video_path, phonemes=None, text: str | None = None, source_image=None, *, progress=None, language: str = "en"
+) -> Report:
     """Measure a video file and score it against ``phonemes`` (a list of Phoneme or a
     phoneme file path). With only ``text``, the video's own audio is force-aligned to
-    the text (English, pocketsphinx) to get the phoneme times. ``source_image`` adds the
+    the text (pipeline.load_speech: pocketsphinx or alignment by espeak-ng synthesis, in
+    ``language``) to get the phoneme times. ``source_image`` adds the
     PSNR outside the mouth.
     """
     from pathlib import Path
@@ -768,13 +771,12 @@ def evaluate(video_path, phonemes=None, text: str | None = None, source_image=No
     from pipeline.quality.measure import mouth_track
 
     if phonemes is None and text:
-        from pipeline.media.audio import load_audio
-        from pipeline.speech.align import AlignmentFailed, align
+        import pipeline
 
-        try:
-            phonemes, _words = align(load_audio(video_path), text)
-        except AlignmentFailed as exc:
-            raise InvalidOption(f"Could not align the text to the video's audio: {exc}") from exc
+        speech = pipeline.load_speech(video_path, text=text, timing="auto", language=language)
+        if speech.source not in ("align", "synth") or not speech.phonemes:
+            raise InvalidOption("Could not align the text to the video's audio; pass --phonemes instead.")
+        phonemes = speech.phonemes
     if isinstance(phonemes, (str, Path)):
         phonemes = load_phonemes(phonemes)
     path = Path(video_path)
