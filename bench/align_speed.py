@@ -2,8 +2,8 @@
 
     python bench/align_speed.py [--seconds 60]
 
-Prints JSON: seconds of audio, forced alignment time (with transcript), recognition
-time (without), and the real-time factors. Not a test: it prints numbers.
+Prints JSON: seconds of audio, pocketsphinx forced alignment and alignment by espeak-ng
+synthesis (with the transcript), recognition (without), and the real-time factors. Not a test: it prints numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 import pipeline  # noqa: E402
 from pipeline.speech import align  # noqa: E402
+from pipeline.speech.dtw import align_by_synthesis  # noqa: E402
 from pipeline.types import AudioClip  # noqa: E402
 
 SENTENCES = [
@@ -50,12 +51,17 @@ def main() -> None:
     phones, _ = align.align(clip, " ".join(words))
     t_align = time.perf_counter() - t
     t = time.perf_counter()
+    synth_phones, _ = align_by_synthesis(clip, " ".join(words))
+    t_synth = time.perf_counter() - t
+    t = time.perf_counter()
     rec = align.recognize(clip)
     t_rec = time.perf_counter() - t
     print(json.dumps({
         "audio_seconds": round(clip.duration, 1),
         "align_seconds": round(t_align, 2),
         "align_realtime_factor": round(t_align / clip.duration, 3),
+        "synth_align_seconds": round(t_synth, 2),
+        "synth_align_realtime_factor": round(t_synth / clip.duration, 3),
         "recognize_seconds": round(t_rec, 2),
         "recognize_realtime_factor": round(t_rec / clip.duration, 3),
         "aligned_phones": len(phones),
