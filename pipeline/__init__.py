@@ -139,7 +139,7 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", langu
         candidates: list[tuple[float, Speech]] = []
         if timing in ("auto", "synth"):
             try:
-                phones, words = dtw.align_by_synthesis(clip, text, "en-us" if english and lang == "en" else lang)
+                phones, words = dtw.align_by_synthesis(clip, text, "en-us" if lang.lower() == "en" else lang.lower())
                 candidates.append((dtw.openness_agreement(phones, clip), speech(phones, "synth", words)))
             except PipelineError as exc:
                 log.warning("alignment by synthesis failed (%s)", exc)

@@ -98,14 +98,15 @@ def voice_tab(ctx: StudioContext) -> None:
         with gr.Row(equal_height=False):
             with gr.Column():
                 mode = gr.Radio(VOICE_MODES, value=TEXT, label="Voice source")
+                language = gr.Dropdown(
+                    [(name, tag) for tag, name in pipeline.voice_languages()],
+                    value=default_language,
+                    label="Language",
+                    info="Of the text or the recording. Neural Piper voices where there is one; espeak-ng "
+                    "speaks 100+ languages.",
+                )
                 with gr.Group(visible=True) as text_group:
                     with gr.Row():
-                        language = gr.Dropdown(
-                            [(name, tag) for tag, name in pipeline.voice_languages()],
-                            value=default_language,
-                            label="Language",
-                            info="Neural Piper voices where there is one; espeak-ng speaks 100+ languages.",
-                        )
                         voice = gr.Dropdown(
                             [(v.label, v.id) for v in pipeline.voices(default_language)],
                             value=default_id,
@@ -153,7 +154,7 @@ def voice_tab(ctx: StudioContext) -> None:
         ctx.handlers.preview_voice,
         [mode, text, speed, audio, ctx.speech, voice],
         [heard, ctx.speech, status],
-        inputs_kwargs={"transcript": transcript},
+        inputs_kwargs={"transcript": transcript, "language": language},
         api_name="preview_voice",
         show_progress_on=[heard],
     )
@@ -223,6 +224,7 @@ def render_tab(ctx: StudioContext) -> None:
         inputs_kwargs={
             "voice": i["voice"],
             "transcript": i["transcript"],
+            "language": i["language"],
             **{name: c for name, c in controls.items() if c is not None},
             **{f"export_{name}": c for name, c in export.items()},
             **{name: c for name, c in i.items() if name.startswith("bg_") and c is not None},

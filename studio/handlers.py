@@ -54,7 +54,7 @@ class Services(Protocol):
 
     def synthesize(self, text: str, opts: VoiceOptions = ...) -> Speech: ...
 
-    def load_speech(self, path: str | Path, *, text: str = ...) -> Speech: ...
+    def load_speech(self, path: str | Path, *, text: str = ..., language: str = ...) -> Speech: ...
 
     def render_to_file(
         self,
@@ -195,6 +195,7 @@ class Handlers:
         cached: Cached[Speech] | None,
         voice: str | None = None,
         transcript: str | None = None,
+        language: str | None = None,
     ) -> Cached[Speech]:
         if mode == TEXT:
             opts = VoiceOptions()
@@ -210,10 +211,11 @@ class Handlers:
             if not audio:
                 raise gr.Error(NO_AUDIO, print_exception=False)
             transcript = (transcript or "").strip()
-            key = (AUDIO, audio, transcript)
+            lang = (language or "en").strip() or "en"
+            key = (AUDIO, audio, transcript, lang)
             if cached is not None and cached.key == key:
                 return cached
-            return Cached(key, self.services.load_speech(audio, text=transcript))
+            return Cached(key, self.services.load_speech(audio, text=transcript, language=lang))
         choices = ", ".join(f"'{value}' ({label})" for label, value in VOICE_MODES)
         raise gr.Error(f"Choose where the voice comes from: {choices}.", print_exception=False)
 
@@ -227,12 +229,13 @@ class Handlers:
         cached: Cached[Speech] | None = None,
         voice: str | None = None,
         transcript: str | None = None,
+        language: str | None = None,
     ):
         """Make the speech that a render would use: (audio to listen to, session speech, status).
 
         ``voice``: a voice id (Voice tab menu, ``pipeline.speech.voices``); empty means the default.
         """
-        speech = self._speech(voice_mode, text, speed, audio, cached, voice, transcript)
+        speech = self._speech(voice_mode, text, speed, audio, cached, voice, transcript, language)
         return _pcm16(speech.value), speech, speech_summary(speech.value)
 
     def voice_choices(self, language: str | None):
@@ -284,6 +287,7 @@ class Handlers:
         progress: gr.Progress = gr.Progress(),
         voice: str | None = None,
         transcript: str | None = None,
+        language: str | None = None,
         bg_image: str | None = None,
         bg_video: str | None = None,
         **options: Any,
@@ -311,7 +315,7 @@ class Handlers:
         progress(0.0, desc="Finding the face")
         avatar = self._avatar(image, avatar_state)
         progress(0.0, desc="Preparing the voice")
-        speech = self._speech(voice_mode, text, speed, audio, speech_state, voice, transcript)
+        speech = self._speech(voice_mode, text, speed, audio, speech_state, voice, transcript, language)
         fmt = export_opts.format
         folder = new_render_dir(self.render_root)
         out = folder / (avatar.value.name if fmt == "png" else f"{avatar.value.name}.{fmt}")

@@ -201,7 +201,7 @@ class FakeServices:
             raise InvalidText("The text is empty.")
         return Speech(AudioClip(np.zeros(16000, np.float32), 16000), text=text, source="fake")
 
-    def load_speech(self, path, *, text=""):
+    def load_speech(self, path, *, text="", language="en"):
         from pipeline.types import AudioClip, Speech
 
         self.calls.append("load_speech")
@@ -278,7 +278,7 @@ def test_named_endpoints(client):
     assert {"/prepare_avatar", "/preview_voice", "/render"} <= set(api)
     params = [p["parameter_name"] for p in api["/render"]["parameters"]]
     fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]
-    head = ["image", "voice_mode", "text", "speed", "audio", "voice", "transcript", *fields]
+    head = ["image", "voice_mode", "text", "speed", "audio", "voice", "transcript", "language", *fields]
     assert params[: len(head)] == head
     rest = params[len(head) :]
     assert {"export_format", "export_quality", "export_subtitles", "bg_mode", "bg_image", "bg_video", "bg_framing"} <= set(rest)
@@ -326,6 +326,17 @@ def test_render_transparent_webm_in_portrait(client, astronaut_png):
     info = _probe(path)
     assert (info["width"], info["height"]) == (720, 1280) and info["alpha"] is True
     assert "720×1280" in status
+
+
+def test_render_uploaded_speech_with_transcript(client, astronaut_png, speech_wav):
+    from gradio_client import handle_file
+
+    video, download, status = client.predict(
+        image=handle_file(str(astronaut_png)), voice_mode="audio", audio=handle_file(str(speech_wav)),
+        transcript="Peter bought a bamboo map for Bob.", language="en-US", api_name="/render",
+    )
+    info = _probe(_path(video))
+    assert info["video_codec"] == "h264" and abs(info["frames"] - round(info["duration"] * 25)) <= 1
 
 
 def test_preview_voice(client):
