@@ -317,7 +317,15 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     UOo = np.minimum(UOo, Uo - 0.25)
     LOo = np.clip(LOo, Lo + 0.25, Co - 0.25)
     v = f.v
-    vs = piecewise(v, [rig.Ns, UOo, Uo, Lo, LOo, Co, rig.Fe], [rig.Ns, rig.UOs, rig.Us, rig.Ls, rig.LOs, rig.Cs, rig.Fe])
+    # below the chin the neck stays where it is and the dropping chin slides over it
+    # (occlusion, not a squeezed strip of neck): a 1.5 px band Co..seam takes the source
+    # from the chin edge back to the neck's own position
+    seam = np.minimum(Co + np.float32(1.5), rig.Fe)  # 1.5 px of blend keeps the chin edge smooth
+    vs = piecewise(
+        v,
+        [rig.Ns, UOo, Uo, Lo, LOo, Co, seam, rig.Fe],
+        [rig.Ns, rig.UOs, rig.Us, rig.Ls, rig.LOs, rig.Cs, seam, rig.Fe],
+    )
     shift = np.float32(W * (SPREAD * spread - ROUND * rnd + SMILE_WIDEN * c.get("smile", 0.0)))
     du = -shift * rig.hx * rig.hv if shift != 0 else 0.0
     mx, my = f.maps(du, vs - v)
