@@ -154,9 +154,9 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", langu
         log.warning("no alignment of the transcript worked; timing comes from the audio alone")
     if english:
         try:
-            from pipeline.visemes.acoustic import gate_phonemes
+            from pipeline.visemes.acoustic import add_dip_closures, gate_phonemes
 
-            return speech(gate_phonemes(align.recognize(clip), clip), "phones")
+            return speech(add_dip_closures(gate_phonemes(align.recognize(clip), clip), clip), "phones")
         except align.AlignmentFailed as exc:
             log.warning("phone recognition failed (%s); using the acoustic estimate", exc)
     return speech(None, "acoustic")

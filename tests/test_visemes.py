@@ -122,3 +122,17 @@ def test_recognised_phones_in_noise_are_gated_to_pauses():
     gated = gate_phonemes(phones, AudioClip(x.astype(np.float32), rate))
     assert [p.symbol for p in gated] == ["_", "m", "ɑ"]
     assert gated[0].start == 0.1 and gated[0].end == 0.6
+
+
+def test_held_music_without_voice_does_not_move_the_mouth():
+    rate = 16000
+    t = np.arange(int(3.0 * rate)) / rate
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6, 440.0))
+    x = chord.astype(np.float32)
+    voiced = (t > 1.0) & (t < 2.0)  # a "voice": a vowel-like buzz that starts and stops
+    syll = (np.sin(2 * np.pi * 4 * t) > 0) & voiced
+    x[syll] += (0.3 * np.sign(np.sin(2 * np.pi * 130 * t[syll])) * np.hanning(syll.sum())).astype(np.float32)
+    speech = Speech(AudioClip(x, rate), None)
+    jaw = build_mouth_tracks(speech, 25).get("jaw")
+    assert jaw[:20].max() < 0.15 and jaw[-20:].max() < 0.15  # chord alone: mouth still
+    assert jaw[27:48].max() > 0.3  # the voice over it opens the mouth

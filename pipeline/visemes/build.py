@@ -16,10 +16,27 @@ def dense_curve(speech: Speech) -> tuple[np.ndarray, list[passes.Closure], list[
         curve = passes.coarticulate(keys, speech.duration)
         cl = passes.closures(keys)
         curve = passes.smooth(curve)
+        if speech.source == "phones":
+            curve = _with_loudness(curve, speech)
         curve = passes.apply_closures(curve, cl)
         return curve, cl, passes.peaks(keys)
     curve, cl = acoustic.estimate(speech.audio)
     return curve, cl, []
+
+
+LOUDNESS_SHARE = 0.8  # how much of the acoustic opening recognised phones may be raised to
+
+
+def _with_loudness(curve: np.ndarray, speech: Speech) -> np.ndarray:
+    """Recognised phones (no transcript) can name a loud vowel as a consonant: let the
+    jaw and lips open at least as far as the loudness alone suggests, scaled down."""
+    ac, _ = acoustic.estimate(speech.audio)
+    n = min(len(curve), len(ac))
+    out = curve.copy()
+    for ch in ("jaw", "gap"):
+        i = passes.CH[ch]
+        out[:n, i] = np.maximum(out[:n, i], LOUDNESS_SHARE * ac[:n, i])
+    return out
 
 
 def build_mouth_tracks(speech: Speech, fps: float, mouth_scale: float = 1.0) -> Tracks:
