@@ -26,7 +26,7 @@ from pipeline.types import Avatar, Frame, Speech, Tracks
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-_SPEECH_LOCK = threading.Lock()
+_CACHE_LOCK = threading.Lock()
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -66,13 +66,13 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
     from pipeline.speech import voices
 
     key = (text, opts)
-    with _SPEECH_LOCK:
+    with _CACHE_LOCK:
         hit = _SPEECH_CACHE.get(key)
         if hit is not None:
             _SPEECH_CACHE.move_to_end(key)
             return hit
     speech = voices.synthesize(text, opts)
-    with _SPEECH_LOCK:
+    with _CACHE_LOCK:
         _SPEECH_CACHE[key] = speech
         while len(_SPEECH_CACHE) > _SPEECH_CACHE_SIZE:
             _SPEECH_CACHE.popitem(last=False)
@@ -229,12 +229,12 @@ def person_matte(avatar: Avatar) -> np.ndarray:
     """The person matte of an avatar's photo (computed once per photo and kept)."""
     from pipeline.matting import matte_photo
 
-    with _SPEECH_LOCK:
+    with _CACHE_LOCK:
         hit = _MATTES.get(avatar.key)
     if hit is not None:
         return hit
     alpha = matte_photo(avatar.image)
-    with _SPEECH_LOCK:
+    with _CACHE_LOCK:
         _MATTES[avatar.key] = alpha
         while len(_MATTES) > 8:
             _MATTES.popitem(last=False)
