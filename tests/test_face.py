@@ -85,3 +85,16 @@ def test_small_face_in_a_4k_photo_is_found_and_animated_at_face_resolution(astro
     assert rig.size == (3840, 2160)
     h, w = rig.mouth.field.shape
     assert h * w < 200 * 200  # work scales with the face, not the photo
+
+
+def test_other_pixel_formats_load(astronaut, tmp_path):
+    img = Image.fromarray(astronaut)
+    grey16 = Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257)
+    cases = {"g.png": img.convert("L"), "c.jpg": img.convert("CMYK"), "w.webp": img, "p.gif": img.convert("P"), "i16.png": grey16}
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+        arr = load_image(tmp_path / name)
+        assert arr.shape == (512, 512, 3) and arr.dtype == np.uint8
+        assert abs(float(arr.mean()) - float(astronaut.mean())) < 25, name  # not clipped to white/black
+    av = pipeline.prepare_avatar(tmp_path / "i16.png")
+    assert 170 < av.face.box[0] < 190

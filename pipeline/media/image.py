@@ -14,6 +14,15 @@ from pipeline.errors import UnsupportedMedia
 MAX_PIXELS = 8192 * 8192  # larger images are refused rather than exhausting memory
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float greyscale (modes I;16, I, F) scaled to 8 bits; Pillow would clip them."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else (1.0 if arr.max() <= 1.0 else 255.0)
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    return img
+
+
 def _flatten(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -56,7 +65,7 @@ def load_image(source: str | Path | bytes | np.ndarray | Image.Image) -> np.ndar
             )
         img.load()
         img = ImageOps.exif_transpose(img)
-        return np.asarray(_flatten(img))
+        return np.asarray(_flatten(_to_8bit(img)))
     except UnsupportedMedia:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
