@@ -164,7 +164,7 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", langu
 
 def plan(speech: Speech, opts: RenderOptions = RenderOptions()) -> Tracks:
     """All per-frame controls for a render: mouth poses plus blinks."""
-    from pipeline.motion import blink_track, head_tracks
+    from pipeline.motion import blink_track, gaze_track, head_tracks
     from pipeline.visemes import build_mouth_tracks
 
     tracks = build_mouth_tracks(speech, opts.fps, opts.mouth_scale)
@@ -176,6 +176,8 @@ def plan(speech: Speech, opts: RenderOptions = RenderOptions()) -> Tracks:
         tracks.set(name, values)
     if opts.smile:
         tracks.set("smile", np.full(tracks.n_frames, opts.smile, np.float32))
+    if opts.gaze:
+        tracks.set("gaze", gaze_track(tracks.n_frames, opts.fps, opts.seed, opts.gaze))
     return tracks
 
 

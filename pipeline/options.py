@@ -41,6 +41,7 @@ class RenderOptions:
     head_motion: float = 0.35  # head movement with the speech: 0 (still) .. 1 (lively)
     smile: float = 0.0  # constant smile: 0 (neutral) .. 1 (broad)
     brows: float = 0.5  # brow raise on emphasised syllables: 0 (none) .. 1 (strong)
+    gaze: float = 0.0  # small sideways eye movements: 0 (steady gaze) .. 1 (restless)
     seed: int = 0  # seed for blinks and other random motion; same seed, same frames
 
     def __post_init__(self) -> None:
@@ -49,6 +50,7 @@ class RenderOptions:
         _check_range(self, "head_motion", 0.0, 1.0)
         _check_range(self, "smile", 0.0, 1.0)
         _check_range(self, "brows", 0.0, 1.0)
+        _check_range(self, "gaze", 0.0, 1.0)
         if self.size != 0 and not 64 <= self.size <= 4096:
             raise InvalidOption(f"size must be 0 (source size) or between 64 and 4096 pixels, not {self.size}.")
 

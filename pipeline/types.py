@@ -125,6 +125,7 @@ MOUTH_CHANNELS: tuple[str, ...] = (
 MOTION_CHANNELS: tuple[str, ...] = (
     "blink",  # 0 open eyes, 1 fully closed
     "brow",  # brow raise 0..1
+    "gaze",  # sideways gaze, -1 (subject's right) .. 1
     "smile",  # smile 0..1
     "yaw",  # head turn, degrees
     "pitch",  # head nod, degrees (positive: chin down)

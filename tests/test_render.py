@@ -154,3 +154,22 @@ def test_alignment_by_synthesis_matches_tts_timing_in_english_and_german(speech)
         assert len(found) == len(true_b)
         errs = [abs(0.5 * (a.start + a.end) - 0.5 * (b.start + b.end)) for a, b in zip(true_b, found)]
         assert float(np.median(errs)) < 0.04, (lang, errs)
+
+
+def test_gaze_moves_the_iris_but_not_the_eye_corners(avatar):
+    from pipeline.engines import get_engine
+    from pipeline.types import Tracks
+
+    prep = pipeline.prepare_engine(avatar)
+    tr = Tracks(25, 2)
+    tr.set("gaze", np.array([0.0, 1.0]))
+    still, turned = list(get_engine("warp").render(prep.data, tr))
+    lm = avatar.face.landmarks
+    for corner in (33, 133, 362, 263):
+        x, y = lm[corner, :2].astype(int)
+        assert np.abs(still[y, x].astype(int) - turned[y, x]).max() <= 3
+    iris = lm[468, :2].astype(int)  # refined landmarks: iris centre
+    x, y = iris
+    assert np.abs(still[y - 3 : y + 4, x - 6 : x + 7].astype(int) - turned[y - 3 : y + 4, x - 6 : x + 7]).mean() > 8
+    g = pipeline.plan(pipeline.synthesize("Hello there, how are you today?"), RenderOptions(gaze=0.5)).get("gaze")
+    assert 0 < np.abs(g).max() <= 0.5

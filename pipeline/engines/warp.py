@@ -38,6 +38,7 @@ ROUND = 0.10  # corner inward shift at round = 1
 SMILE_LIFT = 0.08  # corner lift at smile = 1
 SMILE_WIDEN = 0.05  # corner outward shift at smile = 1
 BROW_LIFT = 0.16  # brow raise at brow = 1, as a fraction of the eye width
+GAZE_SHIFT = 0.06  # sideways iris shift at gaze = +-1, as a fraction of the eye width
 
 
 def _smoothstep01(x: np.ndarray) -> np.ndarray:
@@ -80,6 +81,7 @@ class EyeRig:
     Ks: np.ndarray  # cheek knot (fixed)
     pe: np.ndarray  # lid motion profile across the eye
     pb: np.ndarray  # brow motion profile
+    pg: np.ndarray  # gaze (iris shift) profile across the eye: 1 in the middle, 0 at the corners
     ew: float  # eye width in pixels
 
 
@@ -227,8 +229,9 @@ def _prepare_eye(
     pe = np.clip(1.0 - (u / half) ** 2, 0.0, 1.0) ** 0.5
     bspan = float(np.abs(br[:, 0]).max())
     pb = 1.0 - _smoothstep01((np.abs(u) - bspan) / (0.15 * span + 1e-6))
+    pg = np.clip(1.0 - (u / (0.5 * ew)) ** 2, 0.0, 1.0)
     return EyeRig(field, Ts.astype(np.float32), Brs.astype(np.float32), ULs, LLs, Ks.astype(np.float32),
-                  pe.astype(np.float32), pb.astype(np.float32), ew)
+                  pe.astype(np.float32), pb.astype(np.float32), pg.astype(np.float32), ew)
 
 
 def _prepare_head(image: np.ndarray, lm: np.ndarray) -> HeadRig:
@@ -386,7 +389,7 @@ def _interior(rig: MouthRig, iy: slice, ix: slice, Ui, Li, vi, jaw_px, c: dict[s
     return col * (0.75 + 0.25 * edge[..., None])
 
 
-def _eye_frame(rig: EyeRig, out: np.ndarray, blink: float, brow: float) -> None:
+def _eye_frame(rig: EyeRig, out: np.ndarray, blink: float, brow: float, gaze: float = 0.0) -> None:
     f = rig.field
     gap = rig.LLs - rig.ULs
     lift = np.float32(BROW_LIFT * rig.ew * brow) * rig.pb
@@ -395,7 +398,12 @@ def _eye_frame(rig: EyeRig, out: np.ndarray, blink: float, brow: float) -> None:
     LLo = rig.LLs - np.float32(0.07 * blink) * gap * rig.pe
     LLo = np.maximum(LLo, ULo + 0.01)
     vs = piecewise(f.v, [rig.Ts, Bro, ULo, LLo, rig.Ks], [rig.Ts, rig.Brs, rig.ULs, rig.LLs, rig.Ks])
-    mx, my = f.maps(0.0, vs - f.v)
+    du: np.ndarray | float = 0.0
+    if gaze:
+        # the eyeball turns: what lies between the lids slides sideways, the lids stay
+        inside = np.clip(f.v - ULo + 0.5, 0, 1) * np.clip(LLo - f.v + 0.5, 0, 1)
+        du = np.float32(-GAZE_SHIFT * rig.ew * gaze) * rig.pg * inside
+    mx, my = f.maps(du, vs - f.v)
     x0, y0, x1, y1 = f.rect
     # sample from the current frame so regions already drawn (mouth) are kept
     out[y0:y1, x0:x1] = cv2.remap(out, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -430,16 +438,19 @@ class WarpEngine:
         return rig.size
 
     def render(self, rig: WarpRig, tracks: Tracks) -> Iterator[Frame]:
-        names = ("jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile", "blink", "brow", "yaw", "pitch", "roll")
+        names = (
+            "jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile", "blink", "brow", "gaze",
+            "yaw", "pitch", "roll",
+        )
         chans = {name: tracks.get(name) for name in names}
         src = rig.image
         for i in range(tracks.n_frames):
             c = {k: float(v[i]) for k, v in chans.items()}
             out = src.copy()
             _mouth_frame(rig.mouth, src, out, c)
-            if c["blink"] > 0.01 or c["brow"] > 0.01:
+            if c["blink"] > 0.01 or c["brow"] > 0.01 or abs(c["gaze"]) > 0.01:
                 for eye in rig.eyes:
-                    _eye_frame(eye, out, c["blink"], c["brow"])
+                    _eye_frame(eye, out, c["blink"], c["brow"], c["gaze"])
             if abs(c["yaw"]) + abs(c["pitch"]) + abs(c["roll"]) > 0.01:
                 _head_frame(rig.head, out, c["yaw"], c["pitch"], c["roll"])
             yield out

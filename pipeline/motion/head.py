@@ -55,6 +55,28 @@ def emphasis(phonemes: Sequence[Phoneme]) -> list[tuple[Phoneme, float]]:
     return out
 
 
+def gaze_track(n_frames: int, fps: float, seed: int, amount: float) -> np.ndarray:
+    """Small sideways eye movements: a quick saccade (~40 ms) to a new point every
+    0.6-2.5 s, held in between, mostly near the centre."""
+    out = np.zeros(n_frames, np.float32)
+    if amount <= 0 or n_frames == 0:
+        return out
+    rng = np.random.default_rng([seed, 11])
+    t = timing.frame_times(n_frames, fps)
+    pos, start = 0.0, float(rng.uniform(0.3, 1.2))
+    target_times, targets = [0.0], [0.0]
+    while start < t[-1]:
+        pos = float(np.clip(0.55 * pos + rng.normal(0.0, 0.6), -1.0, 1.0))
+        target_times.append(start)
+        targets.append(pos)
+        start += float(rng.uniform(0.6, 2.5))
+    for a, p0, p1 in zip(target_times[1:], targets[:-1], targets[1:]):
+        k = np.clip((t - a) / 0.04, 0.0, 1.0)
+        sel = t >= a
+        out[sel] = (p0 + (p1 - p0) * k[sel]).astype(np.float32)
+    return amount * out
+
+
 def head_tracks(
     n_frames: int,
     fps: float,
