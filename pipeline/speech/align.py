@@ -160,14 +160,14 @@ def _run_alignment(d, words: list[str], pcm: bytes) -> list[tuple[str, list[tupl
         al = d.get_alignment()
         if al is not None:
             return [
-                (re.sub(r"\(\d+\)$", "", w.name), [(ph.name, ph.start, ph.start + ph.duration) for ph in w])
+                (_word_name(w.name), [(ph.name, ph.start, ph.start + ph.duration) for ph in w])
                 for w in al
             ]
     except RuntimeError as exc:
         log.info("phone alignment failed (%s); sharing word spans among their phones", exc)
     out: list[tuple[str, list[tuple[str, int, int]]]] = []
     for word, a, b in word_segs:
-        name = re.sub(r"\(\d+\)$", "", word)
+        name = _word_name(word)
         pron = (d.lookup_word(name) or "").split() if name not in ("<s>", "</s>", "<sil>") else []
         if not pron:
             out.append((word, [("SIL", a, b)]))
@@ -178,6 +178,11 @@ def _run_alignment(d, words: list[str], pcm: bytes) -> list[tuple[str, list[tupl
     if not any(ph for _, ph in out):
         raise RuntimeError("no word alignment")
     return out
+
+
+def _word_name(word: str) -> str:
+    """A dictionary word without pocketsphinx's alternate-pronunciation suffix: "the(2)" -> "the"."""
+    return re.sub(r"\(\d+\)$", "", word)
 
 
 _VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}

@@ -123,6 +123,12 @@ def gate_phonemes(phonemes: tuple[Phoneme, ...], audio: AudioClip) -> tuple[Phon
 def closure_dips(audio: AudioClip) -> list[tuple[float, float]]:
     """Short loudness dips inside speech (25-150 ms): the silent closure of a stop."""
     active, level, _ = _activity(features(audio)["db"])
+    return _dips(active, level)
+
+
+def _dips(active: np.ndarray, level: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) seconds of 25-150 ms stretches inside speech whose loudness drops
+    below 30 % of the floor-to-peak range."""
     rate = passes.RATE
     return [(a / rate, b / rate) for a, b in _runs(active & (level < 0.3)) if 0.025 <= (b - a) / rate <= 0.15]
 
@@ -171,10 +177,7 @@ def estimate(audio: AudioClip) -> tuple[np.ndarray, list[passes.Closure]]:
     for a, b in _runs(~active):
         if (b - a) / rate >= 0.1:
             cl.append(passes.Closure(a / rate + 0.03, b / rate - 0.03))
-    dip = active & (level < 0.3)
-    for a, b in _runs(dip):
-        if 0.025 <= (b - a) / rate <= 0.15:
-            cl.append(passes.Closure(a / rate, b / rate))
+    cl += [passes.Closure(a, b) for a, b in _dips(active, level)]
     cl = [c for c in cl if c.end > c.start]
     curve = passes.apply_closures(curve, cl)
     if len(curve) < n_out:
