@@ -115,7 +115,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 
 def pipeline_timing_modes() -> tuple[str, ...]:
-    from pipeline import TIMING_MODES
+    from pipeline.speech.recording import TIMING_MODES
 
     return TIMING_MODES
 

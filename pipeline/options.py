@@ -94,10 +94,6 @@ def field_help(cls: type) -> dict[str, str]:
     return out
 
 
-def to_dict(opts: Any) -> dict[str, Any]:
-    return dataclasses.asdict(opts)
-
-
 BackgroundMode = Literal["keep", "blur", "color", "image", "video", "transparent"]
 DEFAULT_BACKGROUND_COLOR = "#e8ebef"  # light studio grey
 

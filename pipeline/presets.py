@@ -24,10 +24,6 @@ def load(kind: str) -> dict[str, dict[str, Any]]:
         return tomllib.load(f)
 
 
-def names(kind: str) -> list[str]:
-    return list(load(kind))
-
-
 def apply(opts: T, kind: str, name: str) -> T:
     """``opts`` with the preset's values (only fields the dataclass has)."""
     presets = load(kind)

@@ -6,19 +6,15 @@ Times are seconds as float. Images are ``numpy`` arrays, RGB ``uint8`` of shape
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
-from typing import Generic, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from pipeline import timing
+from pipeline.phones import MOUTH_CHANNELS, MouthPose  # noqa: F401  (re-exported)
 
 Frame = np.ndarray
 """One video frame: ``uint8`` RGB ``(H, W, 3)`` or RGBA ``(H, W, 4)``."""
-
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class AudioClip:
@@ -39,7 +35,7 @@ class AudioClip:
 
 @dataclass(frozen=True)
 class Phoneme:
-    """One phone with its time span. ``symbol`` is canonical IPA (see visemes.inventory)."""
+    """One phone with its time span. ``symbol`` is canonical IPA (see pipeline.phones)."""
 
     symbol: str
     start: float
@@ -75,52 +71,6 @@ class Speech:
         return self.audio.duration
 
 
-@dataclass(frozen=True)
-class Span(Generic[T]):
-    start: float
-    end: float
-    value: T
-
-
-class Timeline(Generic[T]):
-    """Ordered, non-overlapping spans of values over time."""
-
-    def __init__(self, spans: Sequence[Span[T]] = ()) -> None:
-        self.spans: tuple[Span[T], ...] = tuple(sorted(spans, key=lambda s: s.start))
-        self._starts = [s.start for s in self.spans]
-
-    def __len__(self) -> int:
-        return len(self.spans)
-
-    def __iter__(self) -> Iterator[Span[T]]:
-        return iter(self.spans)
-
-    def __getitem__(self, i: int) -> Span[T]:
-        return self.spans[i]
-
-    @property
-    def end(self) -> float:
-        return self.spans[-1].end if self.spans else 0.0
-
-    def at(self, t: float) -> T | None:
-        """Value of the span containing ``t`` (start inclusive), or None."""
-        i = bisect.bisect_right(self._starts, t) - 1
-        if 0 <= i < len(self.spans) and self.spans[i].start <= t < self.spans[i].end:
-            return self.spans[i].value
-        return None
-
-
-# Mouth pose channels, each a float, nominally in [0, 1]:
-MOUTH_CHANNELS: tuple[str, ...] = (
-    "jaw",  # jaw opening: lower lip, teeth and chin drop
-    "gap",  # lip gap: how far the lips part (0 = lips touching)
-    "spread",  # lip corners pulled outward (ee, s)
-    "round",  # lips rounded and narrowed (oo, w)
-    "press",  # lips pressed together (p b m closure)
-    "teeth",  # upper teeth shown / upper lip raised (f v, s)
-    "tongue",  # tongue tip visible behind the teeth (l, th)
-)
-
 # Motion channels added by pipeline.motion:
 MOTION_CHANNELS: tuple[str, ...] = (
     "blink",  # 0 open eyes, 1 fully closed
@@ -131,24 +81,6 @@ MOTION_CHANNELS: tuple[str, ...] = (
     "pitch",  # head nod, degrees (positive: chin down)
     "roll",  # head tilt, degrees
 )
-
-
-@dataclass(frozen=True)
-class MouthPose:
-    jaw: float = 0.0
-    gap: float = 0.0
-    spread: float = 0.0
-    round: float = 0.0
-    press: float = 0.0
-    teeth: float = 0.0
-    tongue: float = 0.0
-
-    def as_array(self) -> np.ndarray:
-        return np.array([getattr(self, c) for c in MOUTH_CHANNELS], dtype=np.float32)
-
-    @classmethod
-    def from_array(cls, a: Sequence[float]) -> "MouthPose":
-        return cls(**{c: float(v) for c, v in zip(MOUTH_CHANNELS, a)})
 
 
 @dataclass
@@ -171,9 +103,6 @@ class Tracks:
         if values.shape != (self.n_frames,):
             raise ValueError(f"channel {name}: expected {self.n_frames} values, got {values.shape}")
         self.channels[name] = values
-
-    def mouth(self, i: int) -> MouthPose:
-        return MouthPose(**{c: float(self.get(c)[i]) for c in MOUTH_CHANNELS})
 
     def times(self) -> np.ndarray:
         return timing.frame_times(self.n_frames, self.fps)

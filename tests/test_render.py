@@ -12,7 +12,7 @@ from pipeline import timing
 from pipeline.export import probe
 from pipeline.face.landmarks import detect_faces, mouth_gap_ratio
 from pipeline.options import RenderOptions
-from pipeline.visemes.inventory import BILABIALS, OPEN_VOWELS
+from pipeline.phones import BILABIALS, OPEN_VOWELS
 
 
 def decode(path) -> list[np.ndarray]:

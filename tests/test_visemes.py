@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from pipeline.types import AudioClip, Phoneme, Speech
-from pipeline.visemes import build_mouth_tracks, inventory, passes
+from pipeline import phones as inventory
+from pipeline.visemes import build_mouth_tracks, passes
 
 CH = passes.CH
 

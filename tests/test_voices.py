@@ -13,7 +13,7 @@ import pipeline
 from pipeline.errors import InvalidText, ModelUnavailable
 from pipeline.options import VoiceOptions
 from pipeline.speech import espeak_tts, text, voices
-from pipeline.visemes.inventory import PAUSE, is_vowel
+from pipeline.phones import PAUSE, is_vowel
 
 SAMPLES = {
     "espeak:en-us": "Peter bought a bamboo map for Bob. My mom bought a big pumpkin pie.",

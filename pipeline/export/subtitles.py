@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.export.base import WriterContext, remove_path, temp_path
 from pipeline.types import AudioClip, Speech, Word
-from pipeline.visemes.inventory import PAUSE
+from pipeline.phones import PAUSE
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.matting.base import MATTERS, Matter, MatteState, available, create_matter, matte_frames, matter_class
+from pipeline.matting.base import MATTERS, Matter, MatteState, available, create_matter, matter_class
 from pipeline.matting.composite import (
     BackgroundOptions,
     BackgroundVideo,
@@ -49,7 +49,6 @@ __all__ = [
     "create_matter",
     "estimate_foreground",
     "fit_image",
-    "matte_frames",
     "matte_photo",
     "matter_class",
     "output_size",

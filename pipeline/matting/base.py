@@ -16,7 +16,7 @@ the entry's lock, returns its recurrent tensors as the state, and one line in
 from __future__ import annotations
 
 import importlib
-from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -67,14 +67,6 @@ def create_matter(name: str = "selfie", **kwargs: Any) -> Matter:
 
 def available() -> list[str]:
     return sorted(MATTERS)
-
-
-def matte_frames(matter: Matter, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(frame, alpha)`` for each frame of one clip, threading the matter's state."""
-    state: MatteState = None
-    for frame in frames:
-        alpha, state = matter.matte(frame, state)
-        yield frame, alpha
 
 
 def check_frame(frame: np.ndarray) -> np.ndarray:

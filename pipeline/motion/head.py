@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline import timing
 from pipeline.types import Phoneme
-from pipeline.visemes.inventory import PAUSE, is_vowel
+from pipeline.phones import PAUSE, is_vowel
 
 SWAY_DEG = {"yaw": 3.0, "pitch": 2.0, "roll": 1.8}
 NOD_DEG = 2.2

@@ -3,7 +3,7 @@
 All metrics are engine-independent: they use only what FaceMesh sees in the frames
 (``MouthTrack.gap``, the inner-lip gap divided by the mouth width) and the phoneme
 times of the audio. Symbols may be canonical IPA or ARPAbet; they are normalised with
-:func:`pipeline.visemes.inventory.canonical`.
+:func:`pipeline.phones.canonical`.
 
 Thresholds (gap ratios, i.e. fractions of the mouth width):
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.quality.measure import MouthTrack
 from pipeline.types import Phoneme
-from pipeline.visemes.inventory import BILABIALS, OPEN_VOWELS, PAUSE, canonical, classify
+from pipeline.phones import BILABIALS, OPEN_VOWELS, PAUSE, canonical, classify
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ EXPECT_SIGMA = 0.025  # s; Gaussian smoothing of the expected openness (zero pha
 DRIFT_MIN_DURATION = 20.0  # s; drift is measured on longer clips only
 MIN_OFFSET_FRAMES = 8  # fewest frames with a face needed to estimate an offset
 
-# Expected openness of each phone kind (inventory.PhoneClass.kind), 0 closed .. 1 open.
+# Expected openness of each phone kind (phones.PhoneClass.kind), 0 closed .. 1 open.
 OPENNESS: dict[str, float] = {
     "open": 1.0,  # open vowels (OPEN_SET)
     "vowel": 0.7,
@@ -78,7 +78,7 @@ def normalize(phonemes: Sequence[Phoneme]) -> list[Phoneme]:
 
 
 def phone_kind(symbol: str) -> str:
-    """"open" for open vowels, else the inventory kind of the (canonical) symbol."""
+    """"open" for open vowels, else the phones.py kind of the (canonical) symbol."""
     if symbol in OPEN_SET:
         return "open"
     if symbol == PAUSE:

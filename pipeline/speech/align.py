@@ -23,7 +23,7 @@ from scipy.signal import resample_poly
 from pipeline import models
 from pipeline.errors import PipelineError
 from pipeline.types import AudioClip, Phoneme, Word
-from pipeline.visemes.inventory import PAUSE, canonical
+from pipeline.phones import PAUSE, canonical
 
 log = logging.getLogger(__name__)
 

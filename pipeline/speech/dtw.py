@@ -19,7 +19,7 @@ from scipy.signal import resample_poly
 
 from pipeline.errors import PipelineError
 from pipeline.types import AudioClip, Phoneme, Word
-from pipeline.visemes.inventory import PAUSE, classify
+from pipeline.phones import PAUSE, classify
 
 log = logging.getLogger(__name__)
 

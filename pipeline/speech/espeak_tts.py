@@ -28,8 +28,9 @@ import numpy as np
 
 from pipeline import models
 from pipeline.errors import ModelUnavailable
+from pipeline.speech.base import Chunk
 from pipeline.types import Phoneme
-from pipeline.visemes.inventory import PAUSE, canonical, is_vowel
+from pipeline.phones import PAUSE, canonical, is_vowel
 
 log = logging.getLogger(__name__)
 
@@ -304,10 +305,8 @@ def sentence_gap(speed: float = 1.0) -> float:
 
 def synthesize_chunk(text: str, voice: str, speed: float = 1.0):
     """One chunk of text spoken by espeak-ng voice ``voice`` (a language code such as
-    ``de`` or ``pt-br``): a :class:`pipeline.speech.voices.Chunk` with float32 audio,
+    ``de`` or ``pt-br``): a :class:`pipeline.speech.base.Chunk` with float32 audio,
     phones and word marks (character index in ``text``, start time)."""
-    from pipeline.speech.voices import Chunk
-
     entry = library()
     lib: Library = entry.model
     with entry.lock:

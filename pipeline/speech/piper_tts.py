@@ -21,9 +21,9 @@ import numpy as np
 
 from pipeline import models
 from pipeline.errors import ModelUnavailable
-from pipeline.options import VoiceOptions
-from pipeline.types import Phoneme, Speech
-from pipeline.visemes.inventory import PAUSE, canonical
+from pipeline.speech.base import Chunk
+from pipeline.types import Phoneme
+from pipeline.phones import PAUSE, canonical
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +118,13 @@ def sentence_gap(speed: float = 1.0) -> float:
 
 
 def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 1.0):
-    """Speak one chunk of text: a :class:`pipeline.speech.voices.Chunk` (no word marks).
+    """Speak one chunk of text: a :class:`pipeline.speech.base.Chunk` (no word marks).
 
     Piper splits the chunk into sentences itself; they are joined with ``SENTENCE_GAP``.
     Phones are None when the voice gives no alignments (the acoustic path then times
     the mouth).
     """
     from piper import SynthesisConfig
-
-    from pipeline.speech.voices import Chunk
 
     entry = load_voice(voice_name)
     voice = entry.model
@@ -161,12 +159,3 @@ def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 
         t += len(audio) / rate
     samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return Chunk(samples, rate, tuple(phones) if timed and phones else None)
-
-
-def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
-    """Speak ``text`` with the Piper voice ``opts.voice`` (pauses, chunks and all)."""
-    from pipeline.speech import voices
-
-    if voices.resolve(opts.voice).engine != "piper":
-        raise ModelUnavailable(f"{opts.voice!r} is not a Piper voice.")
-    return voices.synthesize(text, opts)

@@ -33,9 +33,10 @@ from typing import Literal
 import numpy as np
 
 from pipeline.errors import ModelUnavailable
+from pipeline.speech.base import Chunk
 from pipeline.options import VoiceOptions
 from pipeline.types import AudioClip, Phoneme, Speech, Word
-from pipeline.visemes.inventory import PAUSE
+from pipeline.phones import PAUSE
 
 log = logging.getLogger(__name__)
 
@@ -261,16 +262,6 @@ def download_piper_voice(name: str) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------------------- synthesis
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """What an engine returns for one piece of text (times from the piece's start)."""
-
-    audio: np.ndarray  # float32 mono in [-1, 1]
-    rate: int  # samples per second
-    phonemes: tuple[Phoneme, ...] | None  # canonical IPA; None when the engine gave no timing
-    words: tuple[tuple[int, float], ...] = ()  # (character index in the piece, start time) per spoken word
 
 
 def engine(name: str):

@@ -14,7 +14,7 @@ from scipy.signal import resample_poly
 
 from pipeline.types import AudioClip, Phoneme
 from pipeline.visemes import passes
-from pipeline.visemes.inventory import PAUSE
+from pipeline.phones import PAUSE
 
 SR = 16000
 HOP = int(SR / passes.RATE)  # 80 samples = 5 ms

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.types import MOUTH_CHANNELS, Phoneme, Speech, Tracks
-from pipeline.visemes.inventory import PAUSE, classify
+from pipeline.phones import PAUSE, classify
 
 Format = Literal["json", "tsv", "rhubarb", "rhubarb-tsv"]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline import timing
 from pipeline.types import MOUTH_CHANNELS, Phoneme
-from pipeline.visemes.inventory import classify
+from pipeline.phones import classify
 
 RATE = 200.0  # Hz of the dense internal curves
 N_CH = len(MOUTH_CHANNELS)

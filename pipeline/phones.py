@@ -9,9 +9,35 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pipeline.types import MouthPose
+import numpy as np
 
 log = logging.getLogger(__name__)
+
+# Mouth pose channels, each a float, nominally in [0, 1]:
+MOUTH_CHANNELS: tuple[str, ...] = (
+    "jaw",  # jaw opening: lower lip, teeth and chin drop
+    "gap",  # lip gap: how far the lips part (0 = lips touching)
+    "spread",  # lip corners pulled outward (ee, s)
+    "round",  # lips rounded and narrowed (oo, w)
+    "press",  # lips pressed together (p b m closure)
+    "teeth",  # upper teeth shown / upper lip raised (f v, s)
+    "tongue",  # tongue tip visible behind the teeth (l, th)
+)
+
+
+@dataclass(frozen=True)
+class MouthPose:
+    jaw: float = 0.0
+    gap: float = 0.0
+    spread: float = 0.0
+    round: float = 0.0
+    press: float = 0.0
+    teeth: float = 0.0
+    tongue: float = 0.0
+
+    def as_array(self) -> np.ndarray:
+        return np.array([getattr(self, c) for c in MOUTH_CHANNELS], dtype=np.float32)
+
 
 PAUSE = "_"  # canonical symbol for silence / pause
 
