@@ -1,6 +1,7 @@
 """Avatar Studio entry point.
 
     python launch.py                       # the studio in the browser (127.0.0.1:7860)
+    python launch.py render --text "Hello" --out hello.mp4              # the bundled sample face
     python launch.py render --avatar face.jpg --text "Hello" --out hello.mp4
     python launch.py render --avatar face.jpg --audio voice.m4a --out voice.mp4
 """
@@ -46,39 +47,45 @@ def _progress_printer():
     return log_update
 
 
-SUFFIX_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".webm": "webm", ".mov": "mov", ".gif": "gif", ".wav": "wav"}
-
-
-def _format_from_suffix(out: str) -> ExportOptions:
-    """Export defaults whose format follows the output name (a name without a known
-    suffix is a PNG-sequence folder); an explicit --format wins."""
-    suffix = Path(out).suffix.lower()
-    return ExportOptions(format=SUFFIX_FORMATS.get(suffix, "png" if not suffix else "mp4"))  # type: ignore[arg-type]
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    import pipeline
+def request_from_args(args: argparse.Namespace):
+    """The RenderRequest the command line describes (flags fill the option dataclasses)."""
     from pipeline import presets
+    from pipeline.export.formats import format_for_path
+    from pipeline.request import FaceSource, RenderRequest, VoiceSource
 
     if bool(args.text) == bool(args.audio):
         raise SystemExit("render: give exactly one of --text or --audio")
-    t0 = time.perf_counter()
     base = presets.apply(RenderOptions(), "expressions", args.expression) if args.expression else None
-    render_opts = dataclass_from_args(RenderOptions, args, base)
-    voice_opts = dataclass_from_args(VoiceOptions, args)
-    export_opts = dataclass_from_args(ExportOptions, args, _format_from_suffix(args.out))
-    avatar = pipeline.prepare_avatar(args.avatar, name=Path(args.avatar).stem)
+    fmt = getattr(args, "ExportOptions.format", None) or format_for_path(args.out)
+    return RenderRequest(
+        face=FaceSource(path=args.avatar or ""),
+        voice=VoiceSource(
+            text=args.text or "", audio=args.audio or "", voice=dataclass_from_args(VoiceOptions, args),
+            transcript=args.transcript or "", timing=args.timing, language=args.language,
+        ),
+        render=dataclass_from_args(RenderOptions, args, base),
+        background=dataclass_from_args(BackgroundOptions, args),
+        export=dataclass_from_args(ExportOptions, args, ExportOptions(format=fmt)),
+    )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from pipeline.render import RenderSession
+    from pipeline.sources import prepare_avatar, speech_for
+
+    t0 = time.perf_counter()
+    request = request_from_args(args).validate()
+    if not request.face.path:
+        log.info("no --avatar given: using the bundled sample photo")
+    avatar = prepare_avatar(request.face.path or None, multi_face=request.face.multi_face)
     for w in avatar.warnings:
         log.warning(w)
-    if args.text:
-        speech = pipeline.synthesize(args.text, voice_opts)
-    else:
-        speech = pipeline.load_speech(args.audio, text=args.transcript or "", timing=args.timing, language=args.language)
+    speech = speech_for(request)
+    if request.voice.kind == "audio":
         log.info("speech timing from %s", speech.source)
-    background = dataclass_from_args(BackgroundOptions, args)
-    result = pipeline.render_to_file(
-        avatar, speech, args.out, render_opts, export_opts, progress=_progress_printer(), background=background
-    )
+    progress = _progress_printer()
+    session = RenderSession(avatar, speech, request.render, request.background, progress=progress)
+    result = session.write(args.out, request.export_alpha)
     if args.phonemes_out and speech.phonemes:
         from pipeline.quality import save_phonemes
 
@@ -114,13 +121,11 @@ def cmd_studio(args: argparse.Namespace) -> int:
     return 0
 
 
-def pipeline_timing_modes() -> tuple[str, ...]:
-    from pipeline.speech.recording import TIMING_MODES
-
-    return TIMING_MODES
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.export.formats import format_info, format_names
+    from pipeline.options import spec, specs
+    from pipeline.request import TIMING_MODES, FaceSource, VoiceSource
+
     p = argparse.ArgumentParser(prog="launch.py", description="Avatar Studio: talking avatars from a photo and a voice.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="studio: address to serve on")
@@ -128,23 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="studio: also open a temporary public share link")
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("render", help="render one video from a face and a voice")
-    r.add_argument("--avatar", required=True, help="face image (any format Pillow reads)")
-    r.add_argument("--text", help="what the avatar says (spoken with TTS)")
-    r.add_argument("--audio", help="speech audio file instead of text (wav, mp3, m4a, ogg, flac, ...)")
-    r.add_argument("--transcript", help="with --audio: what is said, for exact phoneme timing (English)")
-    r.add_argument(
-        "--timing",
-        choices=list(pipeline_timing_modes()),
-        default="auto",
-        help="with --audio: how mouth timing is found: align (pocketsphinx, English), synth (alignment "
-        "by espeak-ng synthesis, any language), phones (recognition, English), acoustic (any audio); "
-        "auto picks the best available (default)",
-    )
-    r.add_argument("--language", default="en", help="with --audio: language of the speech, e.g. en, de, pt-br (default: en)")
+    voice_help = {sp.name: sp for sp in specs(VoiceSource)}
+    r.add_argument("--avatar", default="", help=spec(FaceSource, "path").help)
+    r.add_argument("--text", help=voice_help["text"].help)
+    r.add_argument("--audio", help=voice_help["audio"].help)
+    r.add_argument("--transcript", help=voice_help["transcript"].help)
+    r.add_argument("--timing", choices=list(voice_help["timing"].choices or ()), default="auto",
+                   help=voice_help["timing"].help + " (default: auto)")
+    r.add_argument("--language", default="en", help=voice_help["language"].help + " (default: en)")
     r.add_argument(
         "--out",
         required=True,
-        help="output file; its suffix picks the format (.mp4 .webm .mov .gif .wav, no suffix = PNG-sequence folder)",
+        help="output file; its suffix picks the format (" + " ".join(
+            s for n in format_names() for s in format_info(n).suffixes if s) + ", no suffix = PNG-sequence folder)",
     )
     r.add_argument("--phonemes-out", help="also write the phoneme timing used (JSON, readable by `eval --phonemes`)")
     r.add_argument("--expression", help="expression preset from presets/expressions.toml: neutral, friendly, energetic, newsreader")
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("visemes", help="write the mouth-shape timeline of an audio file")
     v.add_argument("audio", help="speech audio file")
     v.add_argument("--text", help="transcript for exact timing (English)")
-    v.add_argument("--timing", choices=list(pipeline_timing_modes()), default="auto")
+    v.add_argument("--timing", choices=list(TIMING_MODES), default="auto")
     v.add_argument("--language", default="en", help="language of the speech (default: en)")
     v.add_argument("--format", choices=["json", "tsv", "rhubarb"], default="json",
                    help="json/tsv: per-frame mouth pose; rhubarb: Rhubarb Lip Sync shapes A-H, X "

@@ -67,8 +67,7 @@ def main() -> None:
         res = pipeline.render_to_file(avatar, speech, tmp / "e2e.mp4", ropts, eopts)
         e2e.append(res.frames / (time.perf_counter() - t))
         t = time.perf_counter()
-        prepared = pipeline.prepare_engine(avatar, ropts)
-        it = pipeline.render(prepared, speech, ropts)
+        it = pipeline.RenderSession(avatar, speech, ropts).frames()
         frames = [next(it)]
         first_frame.append(time.perf_counter() - t)
         frames += list(it)

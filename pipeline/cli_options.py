@@ -1,39 +1,41 @@
-"""Build argparse arguments from the option dataclasses (one definition of each option)."""
+"""Build argparse arguments from the option dataclasses (one definition of each option).
+
+Type, default, choices (fixed or from a registry), range and help all come from the field
+rules in ``pipeline.options``; values are checked by the dataclass itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
-from typing import Any, get_args, get_origin
+from typing import Any
 
-from pipeline.options import field_help
+from pipeline.options import OptionSpec, specs
+
+
+def _help(s: OptionSpec) -> str:
+    text = s.help
+    if s.range and not any(ch.isdigit() for ch in text):
+        text += f" ({s.range[0]:g}..{s.range[1]:g})"
+    return f"{text} (default: {s.default})"
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), prefix: str = "") -> None:
-    """One ``--flag`` (``--<prefix><field>``) per field of ``cls``, with its default,
-    type, choices and help."""
-    helps = field_help(cls)
-    hints = typing.get_type_hints(cls)
+    """One ``--flag`` (``--<prefix><field>``) per field of ``cls``."""
     group = parser.add_argument_group(cls.__name__)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
+    for s in specs(cls):
+        if s.name in skip:
             continue
-        flag = "--" + (prefix + f.name).replace("_", "-")
-        hint = hints[f.name]
+        flag = "--" + (prefix + s.name).replace("_", "-")
         # absent flags stay absent (SUPPRESS) so presets can fill them and explicit flags win
-        kwargs: dict[str, Any] = {
-            "dest": f"{cls.__name__}.{f.name}",
-            "default": argparse.SUPPRESS,
-            "help": helps.get(f.name, "") + f" (default: {f.default})",
-        }
-        if hint is bool:
+        kwargs: dict[str, Any] = {"dest": f"{cls.__name__}.{s.name}", "default": argparse.SUPPRESS, "help": _help(s)}
+        if s.kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif get_origin(hint) is typing.Literal:
-            kwargs["choices"] = list(get_args(hint))
+        elif s.choices is not None:
+            kwargs["choices"] = list(s.choices)
         else:
-            kwargs["type"] = hint if hint in (int, float, str) else str
-            kwargs["metavar"] = f.name.upper()
+            kwargs["type"] = s.kind
+            kwargs["metavar"] = s.name.upper()
         group.add_argument(flag, **kwargs)
 
 

@@ -126,8 +126,19 @@ class FaceInfo:
 
 
 @dataclass(frozen=True)
+class Clip:
+    """A presenter video used as the face source: where its frames are and how its face moves."""
+
+    path: str  # the video file (decoded with pipeline.media's reader)
+    fps: float  # constant frame rate after normalisation
+    n_frames: int
+    landmarks: np.ndarray  # float32 (n_frames, 478, 3): the face track, image pixels
+
+
+@dataclass(frozen=True)
 class Avatar:
-    """A prepared face source: the still image and its face."""
+    """A prepared face source: a photo (one still) or a clip (``clip`` set; ``image`` is its
+    reference frame), with the face found in it."""
 
     image: np.ndarray  # uint8 RGB (H, W, 3)
     face: FaceInfo
@@ -135,6 +146,12 @@ class Avatar:
     name: str = "avatar"
     warnings: tuple[str, ...] = ()  # things the user should know (e.g. "2 faces, using the largest")
     matte: np.ndarray | None = None  # person matte, float32 (H, W) in [0, 1], when background work needs it
+    clip: Clip | None = None  # set for a video avatar
+
+    @property
+    def kind(self) -> str:
+        """"photo" or "clip" (what engines declare they animate)."""
+        return "clip" if self.clip is not None else "photo"
 
     @property
     def size(self) -> tuple[int, int]:

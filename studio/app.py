@@ -70,6 +70,7 @@ def avatar_tab(ctx: StudioContext) -> None:
         with gr.Row(equal_height=False):
             with gr.Column():
                 photo = gr.Image(
+                    value=str(pipeline.sample_photo()),
                     label="Face photo",
                     sources=["upload", "webcam"],
                     type="filepath",
@@ -186,6 +187,7 @@ def background_tab(ctx: StudioContext) -> None:
 def render_tab(ctx: StudioContext) -> None:
     with gr.Tab("Render", id="render"):
         gr.Markdown(asset("render.md"))
+        examples_row = gr.Row()
         with gr.Row(equal_height=False):
             with gr.Column(scale=2):
                 with gr.Row():
@@ -217,10 +219,22 @@ def render_tab(ctx: StudioContext) -> None:
         apply_preset, expression, [others[k] for k in preset_fields], api_visibility="private", queue=False
     )
     i = ctx.inputs
+    outputs = [video, download, status, ctx.avatar, ctx.speech]
+    with examples_row:
+        gr.Examples(
+            examples=[[str(pipeline.sample_photo()), line] for line in EXAMPLE_LINES],
+            inputs=[i["photo"], i["text"]],
+            outputs=outputs,
+            fn=ctx.handlers.render_example,
+            run_on_click=True,
+            cache_examples=False,
+            label="One-click first video: the sample face says a line",
+            api_visibility="private",
+        )
     go.click(
         ctx.handlers.render,
         [i["photo"], i["voice_mode"], i["text"], i["speed"], i["audio"], ctx.avatar, ctx.speech],
-        [video, download, status, ctx.avatar, ctx.speech],
+        outputs,
         inputs_kwargs={
             "voice": i["voice"],
             "transcript": i["transcript"],
@@ -233,6 +247,11 @@ def render_tab(ctx: StudioContext) -> None:
         show_progress_on=[video],
     )
 
+
+EXAMPLE_LINES = (
+    "Hello! I'm your avatar. Type any text and I'll say it, with my lips in time.",
+    "Peter picked a bunch of bright purple plums, and maybe a mango for Mom.",
+)
 
 TabBuilder = Callable[[StudioContext], None]
 TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, background_tab, render_tab)

@@ -23,7 +23,8 @@ import gradio as gr
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.options import ALPHA_FORMATS, BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
+from pipeline.export.formats import format_info
+from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import options_from_values
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ TEXT = "text"
 AUDIO = "audio"
 VOICE_MODES: list[tuple[str, str]] = [("Text (TTS)", TEXT), ("Microphone or file", AUDIO)]
 
-NO_PHOTO = "Upload a face photo first (Avatar tab), or take one with the webcam."
+NO_PHOTO = "No photo: renders use the bundled sample face until you upload one or take one with the webcam."
 NO_AUDIO = "Record or upload the speech first (Voice tab), or switch the voice to Text (TTS)."
 
 RENDER_ROOT = Path(tempfile.gettempdir()) / "avatar-studio" / "renders"
@@ -68,6 +69,8 @@ class Services(Protocol):
     ) -> RenderResult: ...
 
     def still(self, avatar: Avatar) -> np.ndarray: ...
+
+    def sample_photo(self) -> Path: ...
 
     def voices(self, language: str = ...) -> list[Any]: ...
 
@@ -162,8 +165,9 @@ class Handlers:
     # ------------------------------------------------------------------ avatar
 
     def _avatar(self, image: str | None, cached: Cached[Avatar] | None) -> Cached[Avatar]:
+        """The session's avatar for ``image``; no photo means the bundled sample."""
         if not image:
-            raise gr.Error(NO_PHOTO, print_exception=False)
+            image = str(self.services.sample_photo())
         key = (image,)
         if cached is not None and cached.key == key:
             return cached
@@ -181,7 +185,7 @@ class Handlers:
     def photo_changed(self, image: str | None, cached: Cached[Avatar] | None = None):
         """Like prepare_avatar, but a cleared photo just clears the preview."""
         if not image:
-            return None, None, ""
+            return None, None, NO_PHOTO
         return self.prepare_avatar(image, cached)
 
     # ------------------------------------------------------------------ voice
@@ -274,6 +278,10 @@ class Handlers:
 
     # ------------------------------------------------------------------ render
 
+    def render_example(self, image: str | None, text: str | None, progress: gr.Progress = gr.Progress()):
+        """One click on an example: render its photo and text with every default option."""
+        return self.render(image, TEXT, text, None, None, None, None, progress)
+
     @user_errors
     def render(
         self,
@@ -308,7 +316,7 @@ class Handlers:
             opts = options_from_values(RenderOptions, groups["render"])
             export_opts = options_from_values(ExportOptions, groups["export"])
             background = options_from_values(BackgroundOptions, groups["bg"])
-            if background.mode == "transparent" and export_opts.format in ALPHA_FORMATS:
+            if background.mode == "transparent" and format_info(export_opts.format).supports_alpha:
                 export_opts = dataclasses.replace(export_opts, alpha=True)
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
@@ -316,9 +324,9 @@ class Handlers:
         avatar = self._avatar(image, avatar_state)
         progress(0.0, desc="Preparing the voice")
         speech = self._speech(voice_mode, text, speed, audio, speech_state, voice, transcript, language)
-        fmt = export_opts.format
+        fmt = format_info(export_opts.format)
         folder = new_render_dir(self.render_root)
-        out = folder / (avatar.value.name if fmt == "png" else f"{avatar.value.name}.{fmt}")
+        out = folder / fmt.output_name(avatar.value.name)
 
         def report(fraction: float, message: str) -> None:
             progress(fraction, desc=message)
@@ -328,13 +336,13 @@ class Handlers:
         )
         path = str(result.path)
         download: str | list[str] = path
-        if fmt == "png":  # a folder of frames: offer it as one zip
+        if fmt.folder:  # a folder of frames: offer it as one zip
             download = shutil.make_archive(str(folder / avatar.value.name), "zip", root_dir=result.path)
         extras = sorted(str(p) for p in folder.glob("*.srt")) + sorted(str(p) for p in folder.glob("*.vtt"))
         if extras:
             download = [download, *extras] if isinstance(download, str) else download
-        # the browser plays MP4 and WebM; other formats are offered for download only
-        preview = path if fmt in ("mp4", "webm") else None
+        # formats a browser plays are previewed; the others are offered for download only
+        preview = path if fmt.browser_playable else None
         notes = [f"⚠️ {warning}" for warning in avatar.value.warnings]
         status = "\n\n".join([render_summary(result, time.perf_counter() - t0), *notes])
         return preview, download, status, avatar, speech

@@ -66,12 +66,12 @@ def test_tabs_and_screenshot(page, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
-def test_render_without_photo_shows_the_error(page, tmp_path):
+def test_render_without_text_shows_the_error(page, tmp_path):
     page.get_by_role("tab", name="Render").click()
     for label in ("Frame rate (fps)", "Output size", "Mouth movement", "Eye blinks", "Seed"):
         assert page.get_by_text(label, exact=True).first.is_visible(), label
     page.get_by_role("button", name="Render", exact=True).click()
-    page.get_by_text("Upload a face photo first").first.wait_for()
+    page.get_by_text("The text is empty").first.wait_for()
     page.screenshot(path=str(tmp_path / "render-error.png"))
 
 

@@ -32,7 +32,10 @@ from pipeline.export.subtitles import (
     write_vtt,
 )
 from pipeline.media.audio import load_audio
-from pipeline.options import ALPHA_FORMATS, ExportOptions
+from pipeline.export.formats import alpha_formats, format_for_path, format_info
+from pipeline.options import ExportOptions
+
+ALPHA_FORMATS = ("webm", "mov", "png")  # what the writers must declare
 from pipeline.types import AudioClip, Phoneme, Speech, Word
 
 W, H, FPS, N = 64, 48, 25.0, 30
@@ -309,6 +312,20 @@ def test_gif_palette_keeps_gradients_smooth(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- options and failures
+
+
+def test_format_facts_come_from_the_writers() -> None:
+    assert alpha_formats() == list(ALPHA_FORMATS)
+    assert [n for n in WRITERS if format_info(n).browser_playable] == ["mp4", "webm"]
+    assert [n for n in WRITERS if not format_info(n).has_audio] == ["gif"]
+    assert [n for n in WRITERS if not format_info(n).has_video] == ["wav"]
+    assert {p: format_for_path(p) for p in ("a.mp4", "b.M4V", "c.webm", "d.mov", "e.gif", "f.wav", "frames")} == {
+        "a.mp4": "mp4", "b.M4V": "mp4", "c.webm": "webm", "d.mov": "mov", "e.gif": "gif", "f.wav": "wav",
+        "frames": "png",
+    }
+    with pytest.raises(InvalidOption, match=r"\.avi"):
+        format_for_path("clip.avi")
+    assert format_info("png").folder and format_info("mp4").output_name("hi") == "hi.mp4"
 
 
 def test_registry_has_every_format() -> None:

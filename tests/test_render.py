@@ -160,10 +160,10 @@ def test_gaze_moves_the_iris_but_not_the_eye_corners(avatar):
     from pipeline.engines import get_engine
     from pipeline.types import Tracks
 
-    prep = pipeline.prepare_engine(avatar)
+    rig = get_engine("warp").prepare(avatar, RenderOptions())
     tr = Tracks(25, 2)
     tr.set("gaze", np.array([0.0, 1.0]))
-    still, turned = list(get_engine("warp").render(prep.data, tr))
+    still, turned = list(get_engine("warp").render(rig, tr, None))
     lm = avatar.face.landmarks
     for corner in (33, 133, 362, 263):
         x, y = lm[corner, :2].astype(int)

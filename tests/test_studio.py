@@ -151,14 +151,14 @@ def test_render_controls_come_from_render_options():
 
     with gr.Blocks():
         controls = option_controls(RenderOptions)
-    fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]  # engine: only one choice
+    fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]  # engine: only one choice yet
     assert list(controls) == fields
     helps = field_help(RenderOptions)
     for name, control in controls.items():
         assert control.info and control.info.lower() == helps[name].lower()
     fps, size, mouth = controls["fps"], controls["size"], controls["mouth_scale"]
     assert [c[1] for c in fps.choices] == [24, 25, 30, 50, 60] and fps.value == 25
-    assert [c[1] for c in size.choices] == [0, 512, 720, 1080] and size.value == 0
+    assert [c[1] for c in size.choices] == [0, 512, 720, 1080, 1920, 3840] and size.value == 0
     assert isinstance(mouth, gr.Slider) and (mouth.minimum, mouth.maximum, mouth.value) == (0.5, 1.5, 1.0)
     assert isinstance(controls["blinks"], gr.Checkbox) and controls["blinks"].value is True
     assert isinstance(controls["seed"], gr.Number) and controls["seed"].precision == 0
@@ -218,6 +218,9 @@ class FakeServices:
     def still(self, avatar):
         return avatar.image
 
+    def sample_photo(self):
+        return Path("sample-face.jpg")
+
 
 def test_handlers_compute_on_demand_and_reuse_session_state(tmp_path):
     import gradio as gr
@@ -243,17 +246,19 @@ def test_handlers_compute_on_demand_and_reuse_session_state(tmp_path):
     assert fake.calls[4:] == ["load_speech", "render:25:0"]
     # missing inputs and pipeline errors become specific gr.Errors
     for call, message in [
-        (lambda: h.render(None, TEXT, "Hi.", 1.0, None, None, None, progress), "Upload a face photo first"),
         (lambda: h.render("me.png", AUDIO, "", 1.0, None, None, None, progress), "Record or upload the speech first"),
-        (lambda: h.prepare_avatar(None), "Upload a face photo first"),
         (lambda: h.prepare_avatar("wall.png"), "No face was found"),
         (lambda: h.preview_voice(TEXT, "  ", 1.0, None), "The text is empty"),
         (lambda: h.render("me.png", TEXT, "Hi.", 1.0, None, None, None, progress, seed="x"), "Seed"),
     ]:
         with pytest.raises(gr.Error, match=message):
             call()
-    # a cleared photo clears the preview without an error
-    assert h.photo_changed(None) == (None, None, "")
+    # a cleared photo clears the preview without an error, and renders fall back to the sample face
+    still, state, note = h.photo_changed(None)
+    assert (still, state) == (None, None) and "sample" in note
+    fake.calls.clear()
+    video, *_ = h.render(None, TEXT, "Hi.", 1.0, None, None, None, progress)
+    assert fake.calls[0] == "prepare_avatar" and Path(video).name == "sample-face.mp4"
 
 
 def test_share_without_internet_only_warns(monkeypatch, caplog):
@@ -357,8 +362,6 @@ def test_specific_errors(client, astronaut_png, blank_png):
     for kwargs, message in [
         (dict(image=wall, api_name="/prepare_avatar"), "No face was found in the image"),
         (dict(image=face, text="   ", api_name="/render"), "The text is empty"),
-        (dict(text=SAY, api_name="/render"), "Upload a face photo first"),
-        (dict(api_name="/prepare_avatar"), "Upload a face photo first"),
         (dict(image=face, voice_mode="audio", api_name="/render"), "Record or upload the speech first"),
     ]:
         with pytest.raises(AppError, match=message):

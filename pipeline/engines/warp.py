@@ -20,11 +20,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from pipeline.engines import EngineInfo, check_source
 from pipeline.engines.bands import BandField, LocalFrame, clip_rect, curve_fn, piecewise
 from pipeline.face import regions as R
 from pipeline.media.image import resize_to
 from pipeline.options import RenderOptions
-from pipeline.types import Avatar, Frame, Tracks
+from pipeline.types import AudioClip, Avatar, Frame, Tracks
 
 log = logging.getLogger(__name__)
 
@@ -427,17 +428,22 @@ def _head_frame(rig: HeadRig, out: np.ndarray, yaw: float, pitch: float, roll: f
 
 
 class WarpEngine:
-    """Default CPU animator (see module docstring)."""
+    """Default CPU animator (see module docstring): photos, driven by the tracks alone."""
 
-    name = "warp"
+    info = EngineInfo(
+        "warp", sources=("photo",), carries_matte=True, device="cpu",
+        summary="band warps of a photo's mouth, jaw, eyes and head (CPU, no model weights)",
+    )
 
     def prepare(self, avatar: Avatar, opts: RenderOptions) -> WarpRig:
+        check_source(self, avatar)
         return prepare(avatar, opts)
 
     def output_size(self, rig: WarpRig) -> tuple[int, int]:
         return rig.size
 
-    def render(self, rig: WarpRig, tracks: Tracks) -> Iterator[Frame]:
+    def render(self, rig: WarpRig, tracks: Tracks, audio: AudioClip | None = None) -> Iterator[Frame]:
+        """Frames from the tracks; the warp engine does not listen to ``audio``."""
         names = (
             "jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile", "blink", "brow", "gaze",
             "yaw", "pitch", "roll",

@@ -2,7 +2,8 @@
 
 Every writer is a context manager with ``write(frame)``, ``close() -> Path`` (flush,
 finish, atomic rename) and ``abort()``; a failure inside its ``with`` block leaves no
-file behind. Writer classes are imported only when their format is asked for.
+file behind. Writer classes are imported only when their format is asked for; the facts
+about each format (suffix, alpha, audio) live on the writer class (``pipeline.export.formats``).
 
 =======  =====================================  ==========================  ==============
 format   video                                  audio                       alpha
@@ -23,29 +24,29 @@ can carry it); formats that cannot drop the alpha of RGBA frames. Quality preset
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from pipeline.errors import InvalidOption
-from pipeline.options import ExportOptions
+from pipeline.export.formats import (
+    WRITERS,
+    FormatInfo,
+    alpha_formats,
+    format_for_path,
+    format_info,
+    format_names,
+    writer_class,
+)
 from pipeline.types import AudioClip, Speech
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from pipeline.options import ExportOptions
 
-# format name -> "module:Class", imported on first use
-WRITERS: dict[str, str] = {
-    "mp4": "pipeline.export.mp4:Mp4Writer",
-    "webm": "pipeline.export.webm:WebmWriter",
-    "mov": "pipeline.export.mov:MovWriter",
-    "gif": "pipeline.export.gif:GifWriter",
-    "png": "pipeline.export.png:PngSequenceWriter",
-    "wav": "pipeline.export.wav:WavWriter",
-}
+log = logging.getLogger(__name__)
 
 
 class VideoWriter(Protocol):
@@ -78,7 +79,7 @@ def open_writer(
     height: int,
     fps: float,
     audio: AudioClip | None = None,
-    opts: ExportOptions = ExportOptions(),
+    opts: ExportOptions | None = None,
     title: str = "",
     speech: Speech | None = None,
 ) -> VideoWriter:
@@ -88,10 +89,11 @@ def open_writer(
     the writer then burns the cues in, or writes ``<output>.srt`` / ``.vtt`` when it closes.
     A speech with no script and no word times gives no subtitles (a warning is logged).
     """
-    target = WRITERS.get(opts.format)
-    if target is None:
-        known = ", ".join(sorted(WRITERS))
-        raise InvalidOption(f"Export format '{opts.format}' is not available; choose one of: {known}.")
+    if opts is None:
+        from pipeline.options import ExportOptions
+
+        opts = ExportOptions()
+    cls = writer_class(opts.format)
     cues = None
     if opts.subtitles != "none":
         if speech is None:
@@ -101,8 +103,6 @@ def open_writer(
         cues = cues_from_speech(speech)
         if not cues:
             log.warning("%s: the speech has no script or word times; no subtitles", Path(path).name)
-    module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
     writer: VideoWriter = cls(path, width, height, fps, audio, opts, title=title)
     if cues:
         from pipeline.export.subtitles import SubtitledWriter
@@ -125,4 +125,7 @@ def read_alpha(path: str | Path) -> np.ndarray:
     return _read_alpha(path)
 
 
-__all__ = ["WRITERS", "VideoWriter", "open_writer", "probe", "read_alpha"]
+__all__ = [
+    "WRITERS", "FormatInfo", "VideoWriter", "alpha_formats", "format_for_path", "format_info", "format_names",
+    "open_writer", "probe", "read_alpha", "writer_class",
+]

@@ -296,7 +296,13 @@ class BaseWriter(WriterContext):
     ``_commit()`` (move the temp output to ``path``).
     """
 
+    # format facts (read by pipeline.export.formats for the CLI, the UI, options and the API)
+    format: ClassVar[str] = ""  # ExportOptions.format value
     label: ClassVar[str] = "video"  # format name used in messages
+    suffixes: ClassVar[tuple[str, ...]] = ()  # output name suffixes, the first is the default ("" = a folder)
+    has_video: ClassVar[bool] = True  # stores the frames
+    has_audio: ClassVar[bool] = True  # stores the speech
+    browser_playable: ClassVar[bool] = False  # a browser <video> plays it (studio preview)
     temp_suffix: ClassVar[str] = ""  # suffix of the temp path
     supports_alpha: ClassVar[bool] = False  # can keep transparency
     needs_frames: ClassVar[bool] = True  # close() with no frames is an error

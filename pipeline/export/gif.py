@@ -174,6 +174,9 @@ class GifWriter(BaseWriter):
     """Palette-optimised looping GIF; the palette is built at close() from the whole clip."""
 
     label = "GIF"
+    format = "gif"
+    suffixes = (".gif",)
+    has_audio = False
     temp_suffix = ".gif"
 
     _spool: BinaryIO | None = None

@@ -31,6 +31,8 @@ class MovWriter(ContainerWriter):
     """ProRes 4444 (+alpha) and PCM s16le (or AAC) in a QuickTime MOV."""
 
     label = "MOV (ProRes 4444)"
+    format = "mov"
+    suffixes = (".mov",)
     temp_suffix = ".mov"
     container_format = "mov"
     supports_alpha = True

@@ -47,6 +47,9 @@ class Mp4Writer(ContainerWriter):
     """
 
     label = "MP4 (H.264)"
+    format = "mp4"
+    suffixes = (".mp4", ".m4v")
+    browser_playable = True
     temp_suffix = ".mp4"
     container_format = "mp4"
     container_options: ClassVar[dict[str, str]] = {"movflags": "+faststart"}

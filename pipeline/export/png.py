@@ -83,6 +83,8 @@ class PngSequenceWriter(BaseWriter):
     """Numbered PNG files + audio.wav + sequence.json in a folder that appears on close()."""
 
     label = "PNG sequence"
+    format = "png"
+    suffixes = ("",)
     supports_alpha = True
 
     _pool: ThreadPoolExecutor | None = None

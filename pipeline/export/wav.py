@@ -26,6 +26,9 @@ class WavWriter(ContainerWriter):
     """Audio-only export; video frames are accepted and ignored."""
 
     label = "WAV (audio only)"
+    format = "wav"
+    suffixes = (".wav",)
+    has_video = False
     temp_suffix = ".wav"
     container_format = "wav"
     needs_frames = False

@@ -33,6 +33,9 @@ class WebmWriter(ContainerWriter):
     """VP9 + Opus in WebM; alpha kept when asked for or when the frames are RGBA."""
 
     label = "WebM (VP9)"
+    format = "webm"
+    suffixes = (".webm",)
+    browser_playable = True
     temp_suffix = ".webm"
     container_format = "webm"
     supports_alpha = True

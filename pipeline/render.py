@@ -1,0 +1,260 @@
+"""The one render path: a session turns an avatar and a speech into frames and audio.
+
+    session = RenderSession(avatar, speech, RenderOptions(), BackgroundOptions(), progress=cb, cancel=token)
+    for chunk in session.chunks(seconds=1.0, first=0.5):    # streaming: frames + their exact audio
+        ...
+    result = session.write("out.mp4", ExportOptions())      # files: the same frames through a writer
+
+A session prepares once (output size, person matte and compositor when the background
+changes, the engine's per-avatar rig, the per-frame control tracks), then yields frames
+lazily, the first at once. Frames are the engine's output composited over the chosen
+background. ``progress(fraction, message)`` is called as frames are made; ``cancel`` (a
+:class:`CancelToken`) is checked between frames and stops the render with
+:class:`Cancelled`; a cancelled or failed file render leaves nothing at the output name
+(writers write to a temp name and rename on success).
+
+Chunks partition both streams exactly: chunk ``k`` holds frames ``[a, b)`` and audio
+samples ``[round(a / fps * rate), round(b / fps * rate))`` (the last chunk runs to the end
+of the audio), so concatenated chunks equal what a file render writes, sample for sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from pipeline import timing
+from pipeline.errors import PipelineError
+from pipeline.options import SOURCE_SIZE_CAP, BackgroundOptions, ExportOptions, RenderOptions
+from pipeline.types import AudioClip, Avatar, Frame, Speech, Tracks
+
+Progress = Callable[[float, str], None]
+
+
+def no_progress(fraction: float, message: str) -> None:
+    pass
+
+
+class Cancelled(PipelineError):
+    """The render was stopped by its caller."""
+
+    code = "cancelled"
+
+
+class CancelToken:
+    """Set by whoever may stop a render; checked by the session between frames."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("The render was cancelled.")
+
+
+@dataclass
+class RenderResult:
+    path: Path
+    frames: int
+    fps: float
+    duration: float  # seconds of audio (and video)
+    seconds: float  # wall-clock time of the render
+    size: tuple[int, int]
+
+    @property
+    def speed(self) -> float:
+        """Output frames per second of wall-clock time."""
+        return self.frames / max(self.seconds, 1e-9)
+
+
+@dataclass(frozen=True)
+class RenderChunk:
+    """Consecutive frames with exactly their audio."""
+
+    index: int
+    first_frame: int
+    frames: list[Frame]
+    audio: AudioClip
+    fps: float
+
+    @property
+    def start(self) -> float:
+        return float(timing.frame_start(self.first_frame, self.fps))
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / float(timing.fps_fraction(self.fps))
+
+
+def plan(speech: Speech, opts: RenderOptions = RenderOptions()) -> Tracks:
+    """All per-frame controls for a render: mouth poses plus blinks, head, brows, smile, gaze."""
+    from pipeline.motion import blink_track, gaze_track, head_tracks
+    from pipeline.visemes import build_mouth_tracks
+
+    tracks = build_mouth_tracks(speech, opts.fps, opts.mouth_scale)
+    if opts.blinks:
+        tracks.set("blink", blink_track(tracks.n_frames, opts.fps, opts.seed, speech.phonemes))
+    for name, values in head_tracks(
+        tracks.n_frames, opts.fps, opts.seed, opts.head_motion, opts.brows, speech.phonemes
+    ).items():
+        tracks.set(name, values)
+    if opts.smile:
+        tracks.set("smile", np.full(tracks.n_frames, opts.smile, np.float32))
+    if opts.gaze:
+        tracks.set("gaze", gaze_track(tracks.n_frames, opts.fps, opts.seed, opts.gaze))
+    return tracks
+
+
+def output_longest(avatar: Avatar, opts: RenderOptions) -> int:
+    """The longest output side the engine renders at (0: the photo's own size).
+
+    ``size = 0`` keeps the photo's size up to SOURCE_SIZE_CAP: a 4096 px still renders at
+    1920 px unless a size is asked for (full-size 4K frames cost ~7x the work for detail a
+    talking head rarely shows)."""
+    if opts.size:
+        return opts.size
+    longest = max(avatar.image.shape[:2])
+    return SOURCE_SIZE_CAP if longest > SOURCE_SIZE_CAP else 0
+
+
+class RenderSession:
+    """One render of ``avatar`` saying ``speech`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        avatar: Avatar,
+        speech: Speech,
+        opts: RenderOptions = RenderOptions(),
+        background: BackgroundOptions = BackgroundOptions(),
+        *,
+        progress: Progress = no_progress,
+        cancel: CancelToken | None = None,
+        tracks: Tracks | None = None,
+    ) -> None:
+        from pipeline.engines import get_engine
+        from pipeline.sources import person_matte, resized_avatar
+
+        self.speech = speech
+        self.progress = progress
+        self.cancel = cancel or CancelToken()
+        self.started = time.perf_counter()
+        progress(0.0, "Preparing the avatar")
+        self.engine = get_engine(opts.engine)
+        longest = output_longest(avatar, opts)
+        self.compositor = None
+        if background.composites:
+            from pipeline.matting import Compositor
+
+            avatar = resized_avatar(avatar, longest)
+            opts = dataclasses.replace(opts, size=0)
+            progress(0.01, "Separating the person from the background")
+            alpha = person_matte(avatar) if avatar.matte is None else avatar.matte
+            self.compositor = Compositor(background, avatar.size, opts.fps)
+            avatar = dataclasses.replace(avatar, image=self.compositor.prepare_still(avatar.image, alpha), matte=alpha)
+        else:
+            opts = dataclasses.replace(opts, size=longest)
+        self.opts = opts
+        self.avatar = avatar
+        self.rig = self.engine.prepare(avatar, opts)
+        self.tracks = tracks if tracks is not None else plan(speech, opts)
+        self.n_frames = self.tracks.n_frames
+        if self.n_frames == 0:
+            self.close()
+            raise PipelineError(
+                f"The speech is {speech.duration:.3f} s long: too short for one frame at {opts.fps:g} fps."
+            )
+        self.fps = opts.fps
+        self.size = self.compositor.out_size if self.compositor is not None else self.engine.output_size(self.rig)
+        self.frames_made = 0
+
+    # ------------------------------------------------------------------ frames
+
+    def frames(self) -> Iterator[Frame]:
+        """Every output frame in order, composited; progress reported, cancel checked."""
+        n, step = self.n_frames, max(1, self.n_frames // 50)
+        self.progress(0.02, "Rendering")
+        try:
+            for i, frame in enumerate(self.engine.render(self.rig, self.tracks, self.speech.audio)):
+                self.cancel.check()
+                if self.compositor is not None:
+                    frame = self.compositor.apply(frame, None, i)
+                self.frames_made = i + 1
+                if i % step == 0 or i == n - 1:
+                    self.progress(0.02 + 0.95 * (i + 1) / n, f"Frame {i + 1} of {n}")
+                yield frame
+        finally:
+            self.close()
+
+    def sample_at(self, frame: int) -> int:
+        """The audio sample where frame ``frame`` starts."""
+        audio = self.speech.audio
+        return min(len(audio.samples), int(round(float(timing.frame_start(frame, self.fps)) * audio.rate)))
+
+    def chunks(self, seconds: float = 1.0, first: float | None = None) -> Iterator[RenderChunk]:
+        """Frames in groups of about ``seconds`` (the first ``first`` long), each with its audio."""
+        fps = float(timing.fps_fraction(self.fps))
+        sizes = [max(1, int(round((first if first is not None else seconds) * fps))), max(1, int(round(seconds * fps)))]
+        audio = self.speech.audio
+        frames = self.frames()
+        start, index = 0, 0
+        while start < self.n_frames:
+            want = min(sizes[min(index, 1)], self.n_frames - start)
+            batch = [next(frames) for _ in range(want)]
+            end = start + want
+            b = len(audio.samples) if end >= self.n_frames else self.sample_at(end)
+            clip = AudioClip(audio.samples[self.sample_at(start) : b], audio.rate)
+            yield RenderChunk(index, start, batch, clip, self.fps)
+            start, index = end, index + 1
+
+    # ------------------------------------------------------------------ files
+
+    def write(self, out: str | Path, export: ExportOptions = ExportOptions(), title: str = "") -> RenderResult:
+        """Encode every frame and the speech to ``out`` (atomically; nothing there on failure)."""
+        from pipeline.export import open_writer
+        from pipeline.export.threaded import ThreadedWriter
+
+        w, h = self.size
+        try:
+            writer = open_writer(Path(out), w, h, self.fps, self.speech.audio, export,
+                                 title=title or self.avatar.name, speech=self.speech)
+            with ThreadedWriter(writer) as threaded:
+                for frame in self.frames():
+                    threaded.write(frame)
+                self.progress(0.98, "Finishing the file")
+        finally:
+            self.close()
+        seconds = time.perf_counter() - self.started
+        self.progress(1.0, "Done")
+        return RenderResult(Path(out), self.n_frames, self.fps, self.speech.duration, seconds, (w, h))
+
+    def close(self) -> None:
+        """Release what the session holds (a background video reader); safe to call twice."""
+        if self.compositor is not None:
+            self.compositor.close()
+
+
+def render_request(
+    request, out: str | Path, *, progress: Progress = no_progress, cancel: CancelToken | None = None
+) -> RenderResult:
+    """Validate ``request`` (a :class:`~pipeline.request.RenderRequest`), make its avatar and
+    speech, and render it to ``out``."""
+    from pipeline.sources import resolve
+
+    request.validate()
+    progress(0.0, "Finding the face")
+    avatar, speech = resolve(request)
+    session = RenderSession(avatar, speech, request.render, request.background, progress=progress, cancel=cancel)
+    return session.write(out, request.export_alpha)

@@ -1,0 +1,135 @@
+"""Face and voice sources made ready for a render: Avatar and Speech, with per-process caches.
+
+- :func:`prepare_avatar`: a photo (path, bytes, array, PIL image) -> :class:`Avatar`;
+  an empty source is the bundled sample photo.
+- :func:`synthesize`: text -> Speech through the voice catalogue; the last results are
+  kept so a re-render of the same text and voice repeats exactly (Piper samples noise).
+- :func:`load_speech`: a recording -> Speech (timing strategy: ``pipeline.speech.recording``).
+- :func:`person_matte`, :func:`resized_avatar`: per-photo work that background renders need.
+- :func:`resolve`: the Avatar and Speech a :class:`~pipeline.request.RenderRequest` names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Generic, Hashable, TypeVar
+
+import numpy as np
+
+from pipeline.options import VoiceOptions
+from pipeline.types import Avatar, Speech
+
+V = TypeVar("V")
+
+
+class Memo(Generic[V]):
+    """A small thread-safe LRU of results, computed outside the lock."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: "OrderedDict[Hashable, V]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_SPEECH: Memo[Speech] = Memo(32)
+_MATTES: Memo[np.ndarray] = Memo(8)
+
+
+def sample_photo() -> Path:
+    """The bundled sample avatar photo (public domain), used when no face is given."""
+    from pipeline.face.samples import sample_avatar_path
+
+    return sample_avatar_path()
+
+
+def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "largest") -> Avatar:
+    """Load a face image (path, bytes, array or PIL image; None or "" = the bundled sample)
+    and find the face in it."""
+    from pipeline.face.landmarks import find_face
+    from pipeline.media.image import image_key, load_image
+
+    if source is None or (isinstance(source, (str, Path)) and not str(source)):
+        source = sample_photo()
+    if not name:
+        name = Path(source).stem if isinstance(source, (str, Path)) else "avatar"
+    image = load_image(source)
+    face = find_face(image, policy=multi_face)  # type: ignore[arg-type]
+    warnings = []
+    if face.faces_found > 1:
+        warnings.append(f"{face.faces_found} faces found; animating the best one (largest, frontal, confident).")
+    return Avatar(image=image, face=face, key=image_key(image), name=name, warnings=tuple(warnings))
+
+
+def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
+    """Text to speech with phoneme timing, offline, with the voice ``opts.voice``
+    (see :func:`pipeline.speech.voices.synthesize`)."""
+    from pipeline.speech import voices
+
+    return _SPEECH.get((text, opts), lambda: voices.synthesize(text, opts))
+
+
+def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", language: str = "en") -> Speech:
+    """Recorded or uploaded audio, decoded and loudness-normalised, with phoneme times
+    (timing modes: :func:`pipeline.speech.recording.load_speech`)."""
+    from pipeline.speech import recording
+
+    return recording.load_speech(path, text=text, timing=timing, language=language)
+
+
+def person_matte(avatar: Avatar) -> np.ndarray:
+    """The person matte of an avatar's photo (computed once per photo and kept)."""
+    from pipeline.matting import matte_photo
+
+    return _MATTES.get(avatar.key, lambda: matte_photo(avatar.image))
+
+
+def resized_avatar(avatar: Avatar, longest: int) -> Avatar:
+    """The avatar scaled so its longest side is ``longest`` px (landmarks and matte too)."""
+    import cv2
+
+    from pipeline.media.image import resize_to
+
+    if not longest or max(avatar.image.shape[:2]) == longest:
+        return avatar
+    image, scale = resize_to(avatar.image, longest)
+    lm = avatar.face.landmarks.copy()
+    lm[:, :3] *= scale
+    box = tuple(int(round(v * scale)) for v in avatar.face.box)
+    face = dataclasses.replace(avatar.face, landmarks=lm, box=box)  # type: ignore[arg-type]
+    matte = None
+    if avatar.matte is not None:
+        matte = cv2.resize(avatar.matte, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return dataclasses.replace(avatar, image=image, face=face, matte=matte, key=f"{avatar.key}@{longest}")
+
+
+def speech_for(request: Any) -> Speech:
+    """The Speech a request's voice source names (TTS or a timed recording)."""
+    v = request.voice
+    if v.kind == "text":
+        return synthesize(v.text, v.voice)
+    return load_speech(v.audio, text=v.transcript, timing=v.timing, language=v.language)
+
+
+def resolve(request: Any) -> tuple[Avatar, Speech]:
+    """The Avatar and Speech a validated :class:`~pipeline.request.RenderRequest` names."""
+    avatar = prepare_avatar(request.face.path or None, multi_face=request.face.multi_face)
+    return avatar, speech_for(request)
