@@ -62,7 +62,7 @@ class CancelToken:
 
     def check(self) -> None:
         if self._event.is_set():
-            raise Cancelled("The render was cancelled.")
+            raise Cancelled("The render was stopped; nothing was written.")
 
 
 @dataclass

@@ -203,7 +203,9 @@ def render_tab(ctx: StudioContext) -> None:
                 others = option_controls(RenderOptions, skip=("fps", "size"))
                 with gr.Accordion("Export", open=False):
                     export = option_controls(ExportOptions, skip=("crf", "preset", "alpha", "mov_audio"))
-                go = gr.Button("Render", variant="primary", size="lg")
+                with gr.Row():
+                    go = gr.Button("Render", variant="primary", size="lg", scale=3)
+                    stop = gr.Button("Stop", variant="stop", size="lg", scale=1)
             with gr.Column(scale=3):
                 video = gr.Video(label="Talking video", interactive=False, height=420)
                 download = gr.File(label="Download", interactive=False, height=90)
@@ -246,6 +248,8 @@ def render_tab(ctx: StudioContext) -> None:
         api_name="render",
         show_progress_on=[video],
     )
+    # runs outside the queue, next to the render it stops
+    stop.click(ctx.handlers.stop, None, status, api_name="stop", queue=False)
 
 
 EXAMPLE_LINES = (

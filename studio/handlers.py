@@ -14,6 +14,7 @@ import functools
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import gradio as gr
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.render import CancelToken
 from pipeline.export.formats import format_info
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import options_from_values
@@ -66,6 +68,7 @@ class Services(Protocol):
         export_opts: ExportOptions = ...,
         progress: Callable[[float, str], None] = ...,
         background: BackgroundOptions = ...,
+        cancel: CancelToken | None = ...,
     ) -> RenderResult: ...
 
     def still(self, avatar: Avatar) -> np.ndarray: ...
@@ -124,6 +127,10 @@ def _pcm16(speech: Speech) -> tuple[int, np.ndarray]:
     return int(speech.audio.rate), np.round(samples * 32767.0).astype(np.int16)
 
 
+def _session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "default"
+
+
 def _name_of(path: str) -> str:
     stem = Path(path).stem
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-_")
@@ -161,6 +168,8 @@ class Handlers:
     def __init__(self, services: Services | None = None, render_root: Path = RENDER_ROOT) -> None:
         self.services = services if services is not None else default_services()
         self.render_root = render_root
+        self._running: dict[str, CancelToken] = {}  # browser session -> its render's cancel token
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ avatar
 
@@ -278,6 +287,29 @@ class Handlers:
 
     # ------------------------------------------------------------------ render
 
+    # ------------------------------------------------------------------ stop
+
+    def _start(self, request: gr.Request | None) -> CancelToken:
+        """A cancel token for this browser session's render (Stop sets it)."""
+        token = CancelToken()
+        with self._lock:
+            self._running[_session_of(request)] = token
+        return token
+
+    def _finish(self, request: gr.Request | None, token: CancelToken) -> None:
+        with self._lock:
+            if self._running.get(_session_of(request)) is token:
+                del self._running[_session_of(request)]
+
+    def stop(self, request: gr.Request = None):  # type: ignore[assignment]
+        """Stop this session's render between two frames; nothing half-written is kept."""
+        with self._lock:
+            token = self._running.get(_session_of(request))
+        if token is None:
+            return "Nothing is rendering."
+        token.cancel()
+        return "Stopping…"
+
     def render_example(self, image: str | None, text: str | None, progress: gr.Progress = gr.Progress()):
         """One click on an example: render its photo and text with every default option."""
         return self.render(image, TEXT, text, None, None, None, None, progress)
@@ -298,6 +330,7 @@ class Handlers:
         language: str | None = None,
         bg_image: str | None = None,
         bg_video: str | None = None,
+        request: gr.Request = None,  # type: ignore[assignment]  # injected by Gradio: whose render this is
         **options: Any,
     ):
         """Render the talking video: (video, download, status, session avatar, session speech).
@@ -331,9 +364,14 @@ class Handlers:
         def report(fraction: float, message: str) -> None:
             progress(fraction, desc=message)
 
-        result = self.services.render_to_file(
-            avatar.value, speech.value, out, opts, export_opts, progress=report, background=background
-        )
+        token = self._start(request)
+        try:
+            result = self.services.render_to_file(
+                avatar.value, speech.value, out, opts, export_opts, progress=report, background=background,
+                cancel=token,
+            )
+        finally:
+            self._finish(request, token)
         path = str(result.path)
         download: str | list[str] = path
         if fmt.folder:  # a folder of frames: offer it as one zip

@@ -213,4 +213,4 @@ def test_cli_renders_the_sample_face_without_avatar(tmp_path, monkeypatch, capsy
     assert launch.main(["render", "--text", "Hi there.", "--out", str(out), "--size", "256"]) == 0
     assert out.is_file() and "Wrote" in capsys.readouterr().out
     info = pipeline.export.probe(out)
-    assert info["width"] == 256 and info["audio"]
+    assert info["width"] == 256 and info["audio_codec"] == "aac"

@@ -207,7 +207,8 @@ class FakeServices:
         self.calls.append("load_speech")
         return Speech(AudioClip(np.zeros(8000, np.float32), 16000), source="acoustic")
 
-    def render_to_file(self, avatar, speech, out, opts, export_opts=None, progress=lambda f, m: None, background=None):
+    def render_to_file(self, avatar, speech, out, opts, export_opts=None, progress=lambda f, m: None, background=None,
+                       cancel=None):
         from pipeline import RenderResult
 
         self.calls.append(f"render:{opts.fps:g}:{opts.seed}")
@@ -366,3 +367,29 @@ def test_specific_errors(client, astronaut_png, blank_png):
     ]:
         with pytest.raises(AppError, match=message):
             client.predict(**kwargs)
+
+
+def test_stop_cancels_this_sessions_render_only(tmp_path):
+    import gradio as gr
+
+    from pipeline.render import Cancelled
+    from studio.handlers import TEXT, Handlers
+
+    class Req:
+        def __init__(self, session_hash):
+            self.session_hash = session_hash
+
+    class StoppableServices(FakeServices):
+        def render_to_file(self, avatar, speech, out, opts, export_opts=None, progress=lambda f, m: None,
+                           background=None, cancel=None):
+            assert h.stop(Req("other")) == "Nothing is rendering."  # another tab's Stop does not touch it
+            assert not cancel.cancelled
+            assert h.stop(Req("me")) == "Stopping…"
+            cancel.check()  # what the render session does between frames
+            raise AssertionError("not reached")
+
+    h = Handlers(StoppableServices(), render_root=tmp_path / "renders")
+    with pytest.raises(gr.Error, match="stopped"):
+        h.render("me.png", TEXT, "Hi.", 1.0, None, None, None, lambda *a, **k: None, request=Req("me"))
+    assert h.stop(Req("me")) == "Nothing is rendering."
+    assert issubclass(Cancelled, Exception)
