@@ -44,6 +44,17 @@ class FaceTooSmall(PipelineError):
     code = "face_too_small"
 
 
+class FaceTurnedAway(PipelineError):
+    """The face is turned too far from the camera (or seen from behind) to animate."""
+
+    code = "face_turned_away"
+
+    def __init__(self, message: str, yaw: float = 0.0, pitch: float = 0.0) -> None:
+        super().__init__(message)
+        self.yaw = yaw  # degrees, + towards the image right
+        self.pitch = pitch  # degrees, + chin down
+
+
 class SilentAudio(PipelineError):
     """Audio is empty or contains no audible signal."""
 

@@ -114,7 +114,13 @@ class FaceInfo:
 
     landmarks: np.ndarray  # float32 (478, 3): x, y in pixels, z in pixels (relative depth)
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, clipped to the image
-    faces_found: int = 1  # how many faces were in the image (the largest is used)
+    faces_found: int = 1  # how many faces were in the image (usable or not)
+    yaw: float = 0.0  # head turn in degrees, + the nose towards the image right (pipeline.face.pose)
+    pitch: float = 0.0  # head nod in degrees, + chin down
+    roll: float = 0.0  # head tilt in degrees, + clockwise in the image
+    confidence: float = 1.0  # 0..1 that this is a real, visible face (pipeline.face.confidence)
+    detection_score: float = 1.0  # the face detector's own score, 0..1
+    notes: tuple[str, ...] = ()  # why other faces were passed over, e.g. "a larger face is turned away (about 70°)"
 
     @property
     def xy(self) -> np.ndarray:

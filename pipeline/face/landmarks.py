@@ -8,13 +8,16 @@ which makes landmarks of small faces in large photos much more precise.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from pipeline import models
-from pipeline.errors import FaceTooSmall, MultipleFaces, NoFaceFound
+from pipeline.errors import FaceTooSmall, FaceTurnedAway, MultipleFaces, NoFaceFound, PipelineError
+from pipeline.face.confidence import FaceCheck, check_face
+from pipeline.face.pose import head_pose
 from pipeline.types import FaceInfo
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,12 @@ log = logging.getLogger(__name__)
 MIN_FACE_PX = 64  # narrower faces (in source pixels) are refused: too few pixels to animate
 REFINE_SIZE = 384  # crop size for the second, precise landmark pass
 MAX_FACES = 4
+# The warp engine animates turns up to ~30° well; past ~45° yaw the far half of the face is
+# hidden (and FaceMesh's mesh there is guessed), past ~40° pitch the mouth or the eyes are
+# foreshortened away. Real profiles read ~65°, 3D-rendered 30° turns 24-46° (see pose.py).
+MAX_YAW = 45.0  # degrees
+MAX_PITCH = 40.0  # degrees
+MIN_CONFIDENCE = 0.5  # real faces >= 0.64 on the test set, hair / backs of heads / fur <= 0.45
 
 MultiFacePolicy = Literal["largest", "refuse"]
 
@@ -138,30 +147,117 @@ def detect_faces(image: np.ndarray) -> list[np.ndarray]:
     return _dedupe(faces)
 
 
-def find_face(image: np.ndarray, policy: MultiFacePolicy = "largest") -> FaceInfo:
-    """The face to animate in ``image``, with precise landmarks.
+@dataclass(frozen=True)
+class FaceAssessment:
+    """One candidate face: its pose, confidence, and what (if anything) rules it out."""
 
-    Raises NoFaceFound, FaceTooSmall, or MultipleFaces (policy "refuse").
+    landmarks: np.ndarray  # (478, 3) pixels
+    width: float  # px
+    yaw: float  # degrees (pipeline.face.pose conventions)
+    pitch: float
+    roll: float
+    check: FaceCheck | None  # None when the face is too small to bother
+    problem: str = ""  # "" usable, else "too_small" | "turned_away" | "unclear"
+
+    @property
+    def confidence(self) -> float:
+        return self.check.confidence if self.check is not None else 0.0
+
+    @property
+    def score(self) -> float:
+        """Which usable face to animate: size x frontality x confidence."""
+        front = max(0.0, 1.0 - 0.5 * (self.yaw / MAX_YAW) ** 2) * max(0.0, 1.0 - 0.5 * (self.pitch / MAX_PITCH) ** 2)
+        return self.width * front * self.confidence
+
+    def describe(self) -> str:
+        """What is wrong with the face, as a phrase ("turned away (about 70°)")."""
+        if self.problem == "too_small":
+            return f"too small ({self.width:.0f} px wide, at least {MIN_FACE_PX} px is needed)"
+        if self.problem == "turned_away":
+            if abs(self.yaw) > MAX_YAW:
+                return f"turned away (about {abs(self.yaw):.0f}°)"
+            return f"{'looking down' if self.pitch > 0 else 'looking up'} too far (about {abs(self.pitch):.0f}°)"
+        if self.problem == "unclear":
+            return f"not clearly a face (confidence {self.confidence:.2f}: hair, the back of a head or a covered face)"
+        return "usable"
+
+
+def assess_face(image: np.ndarray, pts: np.ndarray) -> FaceAssessment:
+    """Pose, confidence and usability of the face whose landmarks are ``pts``."""
+    width = float(np.ptp(pts[:, 0]))
+    yaw, pitch, roll = head_pose(pts)
+    if width < MIN_FACE_PX:
+        return FaceAssessment(pts, width, yaw, pitch, roll, None, "too_small")
+    check = check_face(image, pts)
+    problem = ""
+    if abs(yaw) > MAX_YAW or abs(pitch) > MAX_PITCH:
+        problem = "turned_away"  # also when unclear: a turned head is the likelier, more useful reason
+    elif check.confidence < MIN_CONFIDENCE:
+        problem = "unclear"
+    return FaceAssessment(pts, width, yaw, pitch, roll, check, problem)
+
+
+def _refuse(faces: list[FaceAssessment]) -> PipelineError:
+    """The error for a photo none of whose faces can be animated; named after the largest."""
+    main = faces[0]
+    if len(faces) == 1:
+        what = f"The face is {main.describe()}"
+    else:
+        others = "; ".join(f"another is {f.describe()}" for f in faces[1:4])
+        what = f"{len(faces)} faces were found but none can be animated: the largest is {main.describe()}; {others}"
+    if main.problem == "too_small":
+        return FaceTooSmall(f"{what}. Use a larger or closer photo of the face.")
+    if main.problem == "turned_away":
+        return FaceTurnedAway(f"{what}; use a photo that looks toward the camera.", main.yaw, main.pitch)
+    return NoFaceFound(
+        f"{what}. Use a photo where one face is clearly visible, looking toward the camera, "
+        "with the eyes and mouth unobstructed."
+    )
+
+
+def find_face(image: np.ndarray, policy: MultiFacePolicy = "largest") -> FaceInfo:
+    """The face to animate in ``image``, with precise landmarks, pose and confidence.
+
+    Every face found is assessed (size, head pose, confidence); faces turned away (more
+    than MAX_YAW / MAX_PITCH), unclear (confidence below MIN_CONFIDENCE: hair, a back of
+    a head) or too small are passed over, and of the rest the one with the best size x
+    frontality x confidence is used. Policy "refuse" refuses several usable faces.
+
+    Raises NoFaceFound, FaceTooSmall, FaceTurnedAway (the largest face's reason, when no
+    face is usable) or MultipleFaces (policy "refuse").
     """
-    faces = detect_faces(image)
-    if not faces:
+    meshes = detect_faces(image)
+    if not meshes:
         raise NoFaceFound(
             "No face was found in the image. Use a photo with one clearly visible face, "
             "looking roughly at the camera, with the mouth and eyes unobstructed."
         )
-    if len(faces) > 1 and policy == "refuse":
-        raise MultipleFaces(
-            f"{len(faces)} faces were found. Crop the photo to the person who should speak."
+    faces = [assess_face(image, pts) for pts in meshes]
+    usable = [f for f in faces if not f.problem]
+    if len(usable) > 1 and policy == "refuse":
+        raise MultipleFaces(f"{len(usable)} faces were found. Crop the photo to the person who should speak.")
+    for i in sorted((i for i, f in enumerate(faces) if not f.problem), key=lambda i: -faces[i].score):
+        fine = assess_face(image, _refine(image, faces[i].landmarks))
+        if fine.problem:  # the precise mesh disagrees: keep its reason and try the next face
+            faces[i] = fine
+            continue
+        notes = tuple(
+            f"a {'larger' if f.width > fine.width else 'smaller'} face was not used: {f.describe()}"
+            for j, f in enumerate(faces)
+            if j != i and f.problem
         )
-    pts = faces[0]
-    width = float(np.ptp(pts[:, 0]))
-    if width < MIN_FACE_PX:
-        raise FaceTooSmall(
-            f"The face is only {width:.0f} px wide; at least {MIN_FACE_PX} px is needed. "
-            "Use a larger or closer photo of the face."
+        return FaceInfo(
+            landmarks=fine.landmarks,
+            box=_box(fine.landmarks, image.shape),
+            faces_found=len(faces),
+            yaw=fine.yaw,
+            pitch=fine.pitch,
+            roll=fine.roll,
+            confidence=fine.confidence,
+            detection_score=fine.check.detection if fine.check else 0.0,
+            notes=notes,
         )
-    pts = _refine(image, pts)
-    return FaceInfo(landmarks=pts, box=_box(pts, image.shape), faces_found=len(faces))
+    raise _refuse(faces)
 
 
 def mouth_gap_ratio(pts: np.ndarray) -> float:

@@ -32,3 +32,11 @@ LEFT_BROW = (300, 293, 334, 296, 336)
 RIGHT_BROW_LOW = (46, 53, 52, 65, 55)  # lower edge, outer to inner
 LEFT_BROW_LOW = (276, 283, 282, 295, 285)
 EYE_CORNERS = (33, 133, 362, 263)
+
+# skin patches (polygons) for appearance checks: smooth skin between the features
+RIGHT_CHEEK = (117, 118, 101, 36, 205, 187, 123)
+LEFT_CHEEK = (346, 347, 330, 266, 425, 411, 352)
+FOREHEAD = (67, 109, 10, 338, 297, 299, 337, 151, 108, 69)
+RIGHT_EYE = RIGHT_EYE_UPPER + RIGHT_EYE_LOWER[-2:0:-1]  # closed contours
+LEFT_EYE = LEFT_EYE_UPPER + LEFT_EYE_LOWER[-2:0:-1]
+OUTER_LIPS = UPPER_OUTER_LIP + LOWER_OUTER_LIP[-2:0:-1]
