@@ -16,25 +16,31 @@
 
 Engines are registered in :data:`pipeline.matting.base.MATTERS` and imported lazily;
 models load through :mod:`pipeline.models` on first use, never at import.
+
+Where things are, one job per module:
+
+    base.py          the Matter protocol, the engine registry, per-video matte state
+    selfie.py        MediaPipe selfie segmentation with edge refinement (the default matter)
+    compositor.py    Compositor: one render's background replacement, per frame
+    framing.py       output shape and size, where the person lands, fitting a picture
+    foreground.py    edge decontamination (foreground colour estimation), plain "over"
+    colour_match.py  pulling the person's colours towards the background
+    layers.py        light wrap, drop shadow, pixel classes of a composite
+    still.py         a photo avatar's prepared still (frames blended only where they change)
+    backgrounds/     one module per background mode (keep, blur, color, image, video, transparent)
+    _ops.py, _buffers.py  small image operations and scratch buffers
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from pipeline.matting.backgrounds import BackgroundVideo, parse_color
 from pipeline.matting.base import MATTERS, Matter, MatteState, available, create_matter, matter_class
-from pipeline.matting.composite import (
-    BackgroundOptions,
-    BackgroundVideo,
-    Compositor,
-    Placement,
-    composite_over,
-    estimate_foreground,
-    fit_image,
-    output_size,
-    parse_color,
-    placement,
-)
+from pipeline.matting.compositor import Compositor
+from pipeline.matting.foreground import composite_over, estimate_foreground
+from pipeline.matting.framing import Placement, fit_image, output_size, placement
+from pipeline.options import BackgroundOptions
 
 __all__ = [
     "MATTERS",

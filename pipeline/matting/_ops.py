@@ -1,4 +1,5 @@
-"""Small image operations shared by the matting modules."""
+"""Small image operations shared by the matting modules (shrink/grow by integer factors,
+box means, resizing, channel copies)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,21 @@ def grow(img: np.ndarray, factor: int, size: tuple[int, int], dst: np.ndarray | 
         return np.ascontiguousarray(big)
     np.copyto(dst, big)
     return dst
+
+
+def c3(x: np.ndarray) -> np.ndarray:
+    """A single-channel image as three identical channels (HxWx3)."""
+    return cv2.merge([x, x, x])
+
+
+def resize(img: np.ndarray, size: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    """``img`` at ``size`` (w, h): area filter when shrinking, bilinear when enlarging;
+    ``img`` itself (or copied into ``dst``) when it has that size already."""
+    w, h = size
+    if (img.shape[1], img.shape[0]) == (w, h):
+        if dst is None:
+            return img
+        np.copyto(dst, img)
+        return dst
+    smaller = w * h < img.shape[0] * img.shape[1]
+    return cv2.resize(img, (w, h), dst=dst, interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
