@@ -263,6 +263,23 @@ def test_static_background_is_blurred_once(astronaut, photo_alpha):
     assert np.abs(bg - astronaut[20:80, 420:500].reshape(-1, 3).mean(0)).max() < 12
 
 
+@pytest.mark.parametrize("mode", ["color", "transparent"])
+def test_drop_shadow_follows_a_moving_matte(mode):
+    """A person who moves across the frame (a full recomposite) casts the shadow where
+    they are now, exactly as a fresh compositor draws it."""
+    yy, xx = np.mgrid[0:128, 0:128]
+
+    def disc(cx: int) -> np.ndarray:
+        return ((xx - cx) ** 2 + (yy - 64) ** 2 < 40**2).astype(np.float32)
+
+    fg = np.full((128, 128, 3), 200, np.uint8)
+    opts = BackgroundOptions(mode=mode, shadow=True, light_wrap=0.0, color_match=0.0)
+    comp = Compositor(opts, (128, 128))
+    comp.apply(fg, disc(40), 0)
+    moved = comp.apply(fg, disc(88), 1)
+    assert np.array_equal(moved, Compositor(opts, (128, 128)).apply(fg, disc(88), 1))
+
+
 def test_keep_mode_needs_no_matte_and_reframes():
     src = _synthetic(100, 100)
     comp = Compositor(BackgroundOptions(mode="keep"), (100, 100))

@@ -114,7 +114,7 @@ class EdgeLayers:
         self.f = factor_for(short, FIELDS_SHORT)  # the smooth layers are worked out 1/f the size
         self.k = 1.0 / self.f
         self._wrap_colour: tuple[object, np.ndarray] | None = None  # <- plate
-        self._under: tuple[object, np.ndarray] | None = None  # <- plate
+        self._under: tuple[object, AlphaLayers, np.ndarray] | None = None  # <- plate, matte (shadow)
 
     def soft(
         self, ac: np.ndarray, region: tuple[int, int, int, int] | None = None
@@ -209,8 +209,8 @@ class EdgeLayers:
     def under(self, plate: np.ndarray | None, layers: AlphaLayers) -> np.ndarray:
         """What shows where the person is not: the plate darkened by the shadow (RGB), or
         for transparent output black with the shadow as alpha (RGBA). Once per plate and matte."""
-        if self._under is not None and self._under[0] is plate:
-            return self._under[1]
+        if self._under is not None and self._under[0] is plate and self._under[1] is layers:
+            return self._under[2]
         cw, ch = self.size
         if plate is None:
             under = np.zeros((ch, cw, 4), np.uint8)
@@ -222,7 +222,7 @@ class EdgeLayers:
             under = np.clip(under + 0.5, 0, 255).astype(np.uint8)
         else:
             under = plate
-        self._under = (plate, under)
+        self._under = (plate, layers, under)
         return under
 
 
