@@ -6,9 +6,11 @@ quality: how it is measured").
     print(report.format())
 
 FaceMesh measures the inner-lip gap on every frame (:mod:`.measure`); the metrics compare
-it with the phoneme timeline of the audio (:mod:`.metrics`). The names below are resolved
-on first use, so importing this package (or ``pipeline.quality.cli`` for the launcher)
-loads nothing heavy: no PyAV, MediaPipe, SciPy or viseme chain until a function is called.
+it with the phoneme timeline of the audio (:mod:`.metrics`); the report gathers them
+(:mod:`.report`: ``Report``, ``score``, ``evaluate``); phoneme timing files are read and
+written by :mod:`.phonemes`. The names below are resolved on first use, so importing
+this package (or ``pipeline.quality.cli`` for the launcher) loads nothing heavy: no PyAV,
+MediaPipe, SciPy or viseme chain until a function is called.
 """
 
 from __future__ import annotations
@@ -25,21 +27,21 @@ _EXPORTS: dict[str, str] = {
     "Drift": "metrics",
     "Offset": "metrics",
     "RateResult": "metrics",
-    "Report": "metrics",
+    "Report": "report",
     "av_offset": "metrics",
     "bilabial_closure": "metrics",
     "closed_level": "metrics",
     "drift": "metrics",
-    "evaluate": "metrics",
+    "evaluate": "report",
     "expected_openness": "metrics",
     "landmark_jitter": "metrics",
-    "load_phonemes": "metrics",
+    "load_phonemes": "phonemes",
     "lower_face_mask": "metrics",
     "open_level": "metrics",
     "open_vowel_rate": "metrics",
     "psnr_outside_mouth": "metrics",
-    "save_phonemes": "metrics",
-    "score": "metrics",
+    "save_phonemes": "phonemes",
+    "score": "report",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
@@ -48,22 +50,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         Drift,
         Offset,
         RateResult,
-        Report,
         av_offset,
         bilabial_closure,
         closed_level,
         drift,
-        evaluate,
         expected_openness,
         landmark_jitter,
-        load_phonemes,
         lower_face_mask,
         open_level,
         open_vowel_rate,
         psnr_outside_mouth,
-        save_phonemes,
-        score,
     )
+    from pipeline.quality.phonemes import load_phonemes, save_phonemes
+    from pipeline.quality.report import Report, evaluate, score
 
 
 def __getattr__(name: str) -> Any:

@@ -24,13 +24,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from pipeline import models, timing
 from pipeline.errors import UnsupportedMedia
 from pipeline.face import regions as R
+from pipeline.media.video import VideoReader
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ class VideoFrames:
 
     After the iteration, ``times`` holds each frame's start (seconds, see the module doc:
     from the audio stream's start when there is audio) and ``end`` the end of the last one.
+    Decoding is :class:`pipeline.media.video.VideoReader`'s.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -183,76 +185,24 @@ class VideoFrames:
         self.end = 0.0
         if not self.path.is_file():
             raise UnsupportedMedia(f"Video file not found: {self.path}")
-        self.count_hint = self._header_frames()  # from the header (0: unknown), for progress only
-
-    def _header_frames(self) -> int:
-        import av
-
-        try:
-            with av.open(str(self.path), metadata_errors="replace") as container:
-                if not container.streams.video:
-                    raise UnsupportedMedia(f"'{self.path.name}' has no video stream.")
-                return int(container.streams.video[0].frames or 0)
-        except av.FFmpegError as exc:
-            raise UnsupportedMedia(f"Cannot read '{self.path.name}' as a video ({exc}).") from exc
+        with VideoReader(self.path) as video:  # refuses what cannot be read, now
+            self.count_hint = video.frame_count  # for progress
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        import av
-
-        path = self.path
-        try:
-            container = av.open(str(path), metadata_errors="replace")
-        except av.FFmpegError as exc:
-            raise UnsupportedMedia(f"Cannot read '{path.name}' as a video ({exc}).") from exc
-        raw: list[float | None] = []
-        last_duration: float | None = None
-        with container:
-            if not container.streams.video:
-                raise UnsupportedMedia(f"'{path.name}' has no video stream.")
-            vs = container.streams.video[0]
-            vs.thread_type = "AUTO"
-            audio_start = _stream_start(container.streams.audio[0]) if container.streams.audio else None
-            rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-            nominal = 1.0 / float(rate) if rate else 1.0 / 25.0
-            try:
-                for frame in container.decode(vs):
-                    raw.append(frame.time)
-                    if frame.duration and frame.time_base is not None:
-                        last_duration = float(frame.duration * frame.time_base)
-                    yield frame.to_ndarray(format="rgb24")
-            except av.FFmpegError as exc:
-                if not raw:
-                    raise UnsupportedMedia(f"Cannot decode the video of '{path.name}' ({exc}).") from exc
-                log.warning("%s: decoding stopped after %d frames: %s", path.name, len(raw), exc)
-        if not raw:
-            raise UnsupportedMedia(f"'{path.name}' contains no video frames.")
-        times = _fill_times(raw, nominal)
-        origin = audio_start if audio_start is not None else float(times[0])
-        times = times - origin
+        times: list[float] = []
+        end = 0.0
+        with VideoReader(self.path) as video:
+            origin = video.audio_start if video.audio_start is not None else video.start_time
+            shift = video.start_time - origin  # reader times are from the first frame
+            for frame in video:
+                times.append(frame.time + shift)
+                end = frame.end + shift
+                yield frame.image
         d = np.diff(times)
         if np.any(d <= 0):
-            log.warning("%s: frame times are not increasing; measurements may be misplaced", path.name)
-        step = float(np.median(d[d > 0])) if np.any(d > 0) else nominal
-        self.times = times
-        self.end = float(times[-1] + (last_duration or step))
-
-
-def _stream_start(stream) -> float | None:
-    if stream.start_time is not None and stream.time_base is not None:
-        return float(stream.start_time * stream.time_base)
-    return None
-
-
-def _fill_times(raw: Sequence[float | None], nominal: float) -> np.ndarray:
-    """Frame times from pts; a frame without pts goes ``nominal`` after the one before."""
-    out = np.empty(len(raw), np.float64)
-    prev: float | None = None
-    for i, t in enumerate(raw):
-        if t is None:
-            t = (prev + nominal) if prev is not None else 0.0
-        out[i] = t
-        prev = t
-    return out
+            log.warning("%s: frame times are not increasing; measurements may be misplaced", self.path.name)
+        self.times = np.asarray(times, np.float64)
+        self.end = float(end)
 
 
 def mouth_track(video_path: str | Path, *, passes: int = PASSES, progress: Progress | None = None) -> MouthTrack:
