@@ -5,9 +5,9 @@ Alpha, per format, and how it is read back:
 - WebM VP9: the colour planes are an ordinary VP9 stream; the alpha plane is a second VP9
   stream stored per block as Matroska BlockAdditional side data, flagged by the track tag
   ``alpha_mode=1``. FFmpeg's native ``vp9`` decoder ignores it and returns yuv420p; the
-  ``libvpx-vp9`` decoder reads the side data and returns yuva420p. ``decode_rgba`` does that
-  by demuxing the packets and decoding them with ``av.CodecContext.create("libvpx-vp9",
-  "r")``; ``probe`` reports such a stream as pix_fmt ``yuva420p`` with ``alpha=True``.
+  ``libvpx-vp9`` decoder reads the side data and returns yuva420p. ``decode_rgba`` reads
+  through :class:`pipeline.media.video.VideoReader`, which decodes such a stream that way;
+  ``probe`` reports it as pix_fmt ``yuva420p`` with ``alpha=True``.
 - MOV ProRes 4444: alpha is part of the ProRes frame; the decoder returns yuva444p12le.
 - PNG sequence: RGBA files.
 - GIF: the decoder always returns bgra (GIF transparency is one palette entry), so GIF is
@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from pipeline.errors import UnsupportedMedia
+from pipeline.media.video import has_alpha, open_container, read_frames, vp9_alpha
 
 SEQUENCE_MANIFEST = "sequence.json"  # written by the PNG-sequence writer
 SEQUENCE_PATTERN = "frame_%06d.png"
@@ -32,28 +33,6 @@ SEQUENCE_AUDIO = "audio.wav"
 
 _COLORSPACE_NAMES = {1: "bt709", 2: "unknown", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc"}
 _RANGE_NAMES = {1: "tv", 2: "pc"}
-_ALPHA_PREFIXES = ("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya")
-
-
-def has_alpha(pix_fmt: str | None) -> bool:
-    """Whether a pixel format carries an alpha plane (yuva420p, rgba, gbrap, ya8, ...)."""
-    return bool(pix_fmt) and str(pix_fmt).startswith(_ALPHA_PREFIXES)
-
-
-def _open(p: Path) -> av.container.InputContainer:
-    if not p.is_file():
-        raise UnsupportedMedia(f"'{p.name}' was not found.")
-    try:
-        return av.open(str(p), metadata_errors="replace")
-    except av.FFmpegError as exc:
-        raise UnsupportedMedia(f"Cannot read '{p.name}': {getattr(exc, 'strerror', None) or exc}.") from exc
-
-
-def _vp9_alpha(stream: av.stream.Stream) -> bool:
-    """A VP9 track whose alpha plane rides in BlockAdditional side data (WebM ``alpha_mode``)."""
-    meta = {k.lower(): v for k, v in dict(stream.metadata).items()}
-    cc = stream.codec_context
-    return cc is not None and cc.name == "vp9" and str(meta.get("alpha_mode", "0")) == "1"
 
 
 def probe(path: str | Path) -> dict[str, Any]:
@@ -66,7 +45,7 @@ def probe(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         return _probe_sequence(p)
-    container = _open(p)
+    container = open_container(p)
 
     info: dict[str, Any] = {"path": str(p), "size_bytes": p.stat().st_size}
     with container:
@@ -102,14 +81,14 @@ def probe(path: str | Path) -> dict[str, Any]:
             cc = vs.codec_context
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
             pix_fmt = cc.pix_fmt if cc is not None else None
-            vp9_alpha = _vp9_alpha(vs)
-            if vp9_alpha:
+            vp9 = vp9_alpha(vs)
+            if vp9:
                 pix_fmt = "yuva420p"  # what the libvpx-vp9 decoder returns
             codec = cc.name if cc is not None else None
             info.update(
                 video_codec=codec,
                 pix_fmt=pix_fmt,
-                alpha=vp9_alpha or (codec != "gif" and has_alpha(pix_fmt)),
+                alpha=vp9 or (codec != "gif" and has_alpha(pix_fmt)),
                 video_profile=cc.profile if cc is not None else None,
                 codec_tag=vs.codec_tag or None,
                 width=vs.width,
@@ -193,7 +172,7 @@ def _probe_sequence(folder: Path) -> dict[str, Any]:
 def decode_rgba(path: str | Path, limit: int | None = None) -> Iterator[np.ndarray]:
     """The video frames of ``path`` as uint8 RGBA ``(H, W, 4)`` arrays, with their real alpha.
 
-    Uses the libvpx-vp9 decoder for WebM VP9 with alpha (see the module notes); a format
+    WebM VP9 with alpha is decoded with libvpx-vp9 (see the module notes); a format
     without alpha gives alpha 255. A PNG-sequence folder yields its files in order.
     """
     p = Path(path)
@@ -203,27 +182,7 @@ def decode_rgba(path: str | Path, limit: int | None = None) -> Iterator[np.ndarr
                 return
             yield from decode_rgba(f)
         return
-    container = _open(p)
-    with container:
-        if not container.streams.video:
-            raise UnsupportedMedia(f"'{p.name}' has no video.")
-        vs = container.streams.video[0]
-        n = 0
-        if _vp9_alpha(vs):
-            ctx = av.CodecContext.create("libvpx-vp9", "r")
-            packets: Iterator[Any] = (pkt for pkt in container.demux(vs) if pkt.size)
-            for pkt in [*packets, None]:
-                for frame in ctx.decode(pkt):
-                    yield frame.to_ndarray(format="rgba")
-                    n += 1
-                    if limit is not None and n >= limit:
-                        return
-            return
-        for frame in container.decode(vs):
-            yield frame.to_ndarray(format="rgba")
-            n += 1
-            if limit is not None and n >= limit:
-                return
+    yield from read_frames(p, format="rgba", limit=limit)
 
 
 def read_alpha(path: str | Path) -> np.ndarray:

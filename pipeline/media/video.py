@@ -424,11 +424,13 @@ class VideoReader:
 
 def read_frames(path: str | Path, *, format: PixelFormat = "rgb24", limit: int | None = None) -> Iterator[np.ndarray]:
     """The frames of ``path`` as arrays, in order (at most ``limit``)."""
+    if limit is not None and limit <= 0:
+        return
     with VideoReader(path, format=format) as video:
         for frame in video:
-            if limit is not None and frame.index >= limit:
-                return
             yield frame.image
+            if limit is not None and frame.index + 1 >= limit:
+                return
 
 
 __all__ = ["PixelFormat", "TimedFrame", "VideoReader", "has_alpha", "open_container", "read_frames", "vp9_alpha"]
