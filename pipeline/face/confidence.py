@@ -40,7 +40,7 @@ class FaceCheck:
     """The parts of a face's confidence (see the module doc)."""
 
     confidence: float  # 0..1, product of the three terms below
-    detection: float  # face detector score, 0 when it found nothing there
+    detection: float  # score of the detection that agrees best with the mesh, 0 when none agrees
     key_error: float  # detector vs mesh keypoints, fraction of the face size (inf: no detection)
     contrast: float  # feature / skin contrast ratio (> 1 on faces)
 
