@@ -3,8 +3,10 @@
 - ``align(audio, text)``: forced alignment of a transcript (word and phone times).
   Words missing from the CMU dictionary get a pronunciation from espeak-ng (the one
   inside piper-tts), mapped from IPA to ARPAbet.
+- ``recognize_phones(audio)``: no transcript: the allphone recogniser alone (fast: what
+  per-segment timing of recordings uses, see ``pipeline.speech.segment_timing``).
 - ``recognize(audio)``: no transcript: recognised words aligned, plus the closures
-  an allphone pass hears (see its docstring for why both).
+  an allphone pass hears (see its docstring for why both; about 4x slower).
 
 Both return canonical-IPA ``Phoneme`` tuples (pauses as ``_``), or raise
 ``AlignmentFailed`` so the caller can fall back to the acoustic estimator.
@@ -18,7 +20,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from pipeline import models
 from pipeline.errors import PipelineError
@@ -48,15 +49,15 @@ def _model_dir() -> Path:
 def _pcm(audio: AudioClip) -> bytes:
     x = audio.samples.astype(np.float32)
     if audio.rate != RATE:
+        from scipy.signal import resample_poly  # imported here: slow to import, not needed at 16 kHz
+
         g = np.gcd(int(audio.rate), RATE)
         x = resample_poly(x, RATE // g, int(audio.rate) // g)
     return (np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
 
 
 def _decoder(kind: str):
-    """A fresh decoder. pocketsphinx adapts its cepstral mean across utterances, so a
-    shared decoder would give different times for the same audio depending on what it
-    decoded before; creating one costs ~0.1 s and keeps results reproducible."""
+    """A fresh decoder (creating one costs ~0.1 s)."""
     from pocketsphinx import Decoder
 
     if kind == "allphone":
@@ -65,6 +66,19 @@ def _decoder(kind: str):
             beam=1e-20, pbeam=1e-20, logfn=os.devnull,
         )
     return Decoder(samprate=RATE, lm=None, logfn=os.devnull, beam=1e-80, wbeam=1e-60, pbeam=1e-80)
+
+
+def _decode(entry: models.Entry, pcm: bytes):
+    """Decode ``pcm`` with a cached decoder and return it; the caller holds ``entry.lock``
+    until it has read the result."""
+    d = entry.model
+    # pocketsphinx adapts its cepstral mean (and more) across utterances: reset the
+    # feature state so every utterance decodes as with a fresh decoder, whatever came before
+    d.reinit_feat()
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+    return d
 
 
 # IPA (espeak) -> ARPAbet, for words the dictionary lacks
@@ -223,15 +237,16 @@ def align(audio: AudioClip, text: str) -> tuple[tuple[Phoneme, ...], tuple[Word,
 
 
 def recognize_phones(audio: AudioClip) -> tuple[Phoneme, ...]:
-    """Phones recognised without a transcript (English allphone model)."""
-    d = _decoder("allphone")
-    d.start_utt()
-    d.process_raw(_pcm(audio), full_utt=True)
-    d.end_utt()
-    segs = [
-        (s.word, s.start_frame * FRAME_S + WINDOW_CENTER_S, (s.end_frame + 1) * FRAME_S + WINDOW_CENTER_S)
-        for s in d.seg()
-    ]
+    """Phones recognised without a transcript (English allphone model). The decoder is
+    loaded once per process and reset before each utterance (same result as a fresh one)."""
+    entry = models.get("pocketsphinx.allphone", lambda: _decoder("allphone"))
+    pcm = _pcm(audio)
+    with entry.lock:
+        d = _decode(entry, pcm)
+        segs = [
+            (s.word, s.start_frame * FRAME_S + WINDOW_CENTER_S, (s.end_frame + 1) * FRAME_S + WINDOW_CENTER_S)
+            for s in d.seg()
+        ]
     if not segs:
         raise AlignmentFailed("No phones were recognised.")
     return _fill(_to_phonemes(segs), audio.duration)

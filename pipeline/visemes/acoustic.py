@@ -9,8 +9,9 @@ voice-activity gate keeps background noise from moving the mouth.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.signal import resample_poly
 
 from pipeline.types import AudioClip, Phoneme
 from pipeline.visemes import passes
@@ -28,13 +29,20 @@ def _frames(x: np.ndarray) -> np.ndarray:
     return pad[idx] * np.hanning(WIN)[None, :].astype(np.float32)
 
 
-def features(audio: AudioClip) -> dict[str, np.ndarray]:
-    """Per-5 ms loudness (dB), high-band ratio and low-band centroid (Hz)."""
-    x = audio.samples.astype(np.float32)
+def samples_16k(audio: AudioClip) -> np.ndarray:
+    """The samples as float32 at ``SR`` Hz."""
+    x = audio.samples.astype(np.float32, copy=False)
     if audio.rate != SR:
+        from scipy.signal import resample_poly  # imported here: scipy.signal is slow to import
+
         g = np.gcd(int(audio.rate), SR)
         x = resample_poly(x, SR // g, int(audio.rate) // g).astype(np.float32)
-    fr = _frames(x)
+    return x
+
+
+def features(audio: AudioClip) -> dict[str, np.ndarray]:
+    """Per-5 ms loudness (dB), high-band ratio and low-band centroid (Hz)."""
+    fr = _frames(samples_16k(audio))
     spec = np.abs(np.fft.rfft(fr, n=512, axis=1)) ** 2
     freqs = np.fft.rfftfreq(512, 1.0 / SR)
     fg = _foreground(spec)
@@ -69,11 +77,12 @@ def _foreground(spec: np.ndarray) -> np.ndarray:
     half = max(1, int(BACKGROUND_S / BLOCK_S / 2))
     idx = np.clip(np.arange(nb)[:, None] + np.arange(-half, half + 1)[None, :], 0, nb - 1)
     bg_blocks = np.percentile(blocks[idx], BACKGROUND_PERCENTILE, axis=1)  # (nb, bins)
-    centers = (np.arange(nb) + 0.5) * block
-    t = np.arange(n)
-    bg = np.empty_like(spec)
-    for k in range(spec.shape[1]):  # interpolate between block centres
-        bg[:, k] = np.interp(t, centers, bg_blocks[:, k])
+    # linear interpolation between block centres (held flat beyond the first and last)
+    pos = np.clip(np.arange(n) / block - 0.5, 0.0, nb - 1.0)
+    i0 = np.floor(pos).astype(np.intp)
+    i1 = np.minimum(i0 + 1, nb - 1)
+    w = (pos - i0)[:, None]
+    bg = bg_blocks[i0] * (1.0 - w) + bg_blocks[i1] * w
     return np.maximum(spec - 2.0 * bg, 0.0) + 1e-3 * bg
 
 
@@ -98,21 +107,51 @@ def _activity(db: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return active, level, span
 
 
-def voice_activity(audio: AudioClip) -> np.ndarray:
+@dataclass(frozen=True)
+class Analysis:
+    """The per-5 ms measurements every acoustic pass needs, computed once per clip."""
+
+    duration: float  # seconds of audio analysed
+    db: np.ndarray  # foreground loudness, dB
+    hi: np.ndarray  # share of foreground energy above 3.5 kHz
+    centroid: np.ndarray  # spectral centroid of 200-3000 Hz, Hz
+    active: np.ndarray  # voice activity (bool)
+    level: np.ndarray  # loudness scaled to 0..1 between floor and peak
+    span: float  # floor-to-peak range, dB
+
+
+def analyse(audio: AudioClip) -> Analysis:
+    """Features and voice activity of ``audio`` (pass the result to the functions below
+    instead of the audio so nothing is computed twice)."""
+    f = features(audio)
+    active, level, span = _activity(f["db"])
+    return Analysis(audio.duration, f["db"], f["hi"], f["centroid"], active, level, span)
+
+
+def _analysis(audio: AudioClip | Analysis) -> Analysis:
+    return audio if isinstance(audio, Analysis) else analyse(audio)
+
+
+def voice_activity(audio: AudioClip | Analysis) -> np.ndarray:
     """Boolean voice activity at ``passes.RATE`` Hz."""
-    return _activity(features(audio)["db"])[0]
+    return _analysis(audio).active
 
 
-def gate_phonemes(phonemes: tuple[Phoneme, ...], audio: AudioClip) -> tuple[Phoneme, ...]:
+def gate_phonemes(phonemes: tuple[Phoneme, ...], audio: AudioClip | Analysis) -> tuple[Phoneme, ...]:
     """Phones that a recogniser found where nobody speaks (noise, breaths, music
     between phrases) become pauses, so the mouth does not chatter."""
     active = voice_activity(audio)
+    rate = passes.RATE
     out: list[Phoneme] = []
+    if len(active):
+        csum = np.concatenate([[0], np.cumsum(active, dtype=np.int64)])
     for p in phonemes:
-        a = int(p.start * passes.RATE)
-        b = max(a + 1, int(np.ceil(p.end * passes.RATE)))
-        seg = active[a:b]
-        sym = p.symbol if (len(seg) and seg.mean() >= 0.3) or p.symbol == PAUSE else PAUSE
+        sym = p.symbol
+        if sym != PAUSE:
+            a = min(int(p.start * rate), len(active))
+            b = min(max(a + 1, int(np.ceil(p.end * rate))), len(active))
+            if b <= a or (csum[b] - csum[a]) < 0.3 * (b - a):
+                sym = PAUSE
         if out and sym == PAUSE and out[-1].symbol == PAUSE:
             out[-1] = Phoneme(PAUSE, out[-1].start, p.end)
         else:
@@ -120,10 +159,10 @@ def gate_phonemes(phonemes: tuple[Phoneme, ...], audio: AudioClip) -> tuple[Phon
     return tuple(out)
 
 
-def closure_dips(audio: AudioClip) -> list[tuple[float, float]]:
+def closure_dips(audio: AudioClip | Analysis) -> list[tuple[float, float]]:
     """Short loudness dips inside speech (25-150 ms): the silent closure of a stop."""
-    active, level, _ = _activity(features(audio)["db"])
-    return _dips(active, level)
+    an = _analysis(audio)
+    return _dips(an.active, an.level)
 
 
 def _dips(active: np.ndarray, level: np.ndarray) -> list[tuple[float, float]]:
@@ -133,7 +172,7 @@ def _dips(active: np.ndarray, level: np.ndarray) -> list[tuple[float, float]]:
     return [(a / rate, b / rate) for a, b in _runs(active & (level < 0.3)) if 0.025 <= (b - a) / rate <= 0.15]
 
 
-def add_dip_closures(phones: tuple[Phoneme, ...], audio: AudioClip) -> tuple[Phoneme, ...]:
+def add_dip_closures(phones: tuple[Phoneme, ...], audio: AudioClip | Analysis) -> tuple[Phoneme, ...]:
     """Recognised phones plus a lip closure at every stop-closure dip the recogniser did
     not already explain with /p b m/.
 
@@ -154,15 +193,14 @@ def add_dip_closures(phones: tuple[Phoneme, ...], audio: AudioClip) -> tuple[Pho
     return overlay(phones, extra) if extra else phones
 
 
-def estimate(audio: AudioClip) -> tuple[np.ndarray, list[passes.Closure]]:
+def estimate(audio: AudioClip | Analysis) -> tuple[np.ndarray, list[passes.Closure]]:
     """Dense (RATE Hz) mouth curve and closure intervals from the audio alone."""
-    n_out = max(1, int(np.ceil(audio.duration * passes.RATE)) + 1)
-    f = features(audio)
-    db = f["db"]
-    active, level, span = _activity(db)
+    an = _analysis(audio)
+    n_out = max(1, int(np.ceil(an.duration * passes.RATE)) + 1)
+    db, active, level = an.db, an.active, an.level
     opening = np.clip((level - 0.35) / 0.6, 0.0, 1.0) ** 0.8 * active
-    fric = np.clip((f["hi"] - 0.25) / 0.4, 0.0, 1.0)
-    rounded = np.clip((1100.0 - f["centroid"]) / 500.0, 0.0, 1.0) * (opening > 0.2)
+    fric = np.clip((an.hi - 0.25) / 0.4, 0.0, 1.0)
+    rounded = np.clip((1100.0 - an.centroid) / 500.0, 0.0, 1.0) * (opening > 0.2)
     curve = np.zeros((len(db), passes.N_CH), np.float32)
     ch = passes.CH
     curve[:, ch["jaw"]] = opening * (1.0 - 0.75 * fric)
