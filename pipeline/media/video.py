@@ -121,7 +121,10 @@ def _stream_start(stream: Any) -> float | None:
 class VideoReader:
     """Frames of the first video stream of a file, with their presentation times.
 
-    A context manager; see the module docstring for the time convention.
+    A context manager; see the module docstring for the time convention. A reader has
+    one position: iterating, :meth:`frames`, :meth:`frame_at` and :meth:`resample` all
+    move it (each starts where it needs to), so interleave them on one reader only
+    knowingly; a second reader of the same file is independent.
     """
 
     def __init__(self, path: str | Path, *, format: PixelFormat = "rgb24", threads: bool = True) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -39,14 +39,14 @@ def _phone(symbol: str, start: float, end: float) -> Phoneme:
     return Phoneme(canonical(sym) if sym else PAUSE, float(start), float(end), stress)
 
 
-def _first(d: dict, keys: Sequence[str]):
+def _first(d: dict, keys: Sequence[str]) -> Any:
     for k in keys:
         if k in d:
             return d[k]
     return None
 
 
-def _from_json(data, name: str) -> list[Phoneme]:
+def _from_json(data: Any, name: str) -> list[Phoneme]:
     if isinstance(data, dict):
         if "mouthCues" in data:
             raise UnsupportedMedia(
@@ -142,7 +142,7 @@ def _from_lines(text: str, name: str) -> list[Phoneme]:
     return full
 
 
-def load_phonemes(path) -> list[Phoneme]:
+def load_phonemes(path: str | Path) -> list[Phoneme]:
     """Read timed phonemes from a file; symbols become canonical IPA (ARPAbet accepted).
 
     Formats: JSON (a list of ``{"phoneme"|"symbol": ..., "start": s, "end": s}``, of
@@ -171,7 +171,7 @@ def load_phonemes(path) -> list[Phoneme]:
     return sorted(phones, key=lambda ph: ph.start)
 
 
-def save_phonemes(phonemes: Sequence[Phoneme], path) -> None:
+def save_phonemes(phonemes: Sequence[Phoneme], path: str | Path) -> None:
     """Write phonemes as JSON that :func:`load_phonemes` reads back."""
     rows = [{"phoneme": p.symbol, "start": round(p.start, 6), "end": round(p.end, 6)} for p in phonemes]
     Path(path).write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from pipeline.quality.measure import MouthTrack, mouth_track
+import numpy as np
+
+from pipeline.quality.measure import MouthTrack, Progress, mouth_track
 from pipeline.quality.metrics import (
     MAX_LAG,
     av_offset,
@@ -177,7 +179,7 @@ def score(
     )
 
 
-def _probe(path) -> dict:
+def _probe(path: Path) -> dict:
     """``pipeline.export.probe(path)``; also when the ``pipeline/export/probe.py`` submodule,
     once imported, has replaced the package's ``probe`` function attribute."""
     from pipeline import export
@@ -189,7 +191,13 @@ def _probe(path) -> dict:
 
 
 def evaluate(
-    video_path, phonemes=None, text: str | None = None, source_image=None, *, progress=None, language: str = "en"
+    video_path: str | Path,
+    phonemes: Sequence[Phoneme] | str | Path | None = None,
+    text: str | None = None,
+    source_image: str | Path | np.ndarray | None = None,
+    *,
+    progress: Progress | None = None,
+    language: str = "en",
 ) -> Report:
     """Measure a video file and score it against ``phonemes`` (a list of Phoneme or a
     phoneme file path). With only ``text``, the video's own audio is force-aligned to
