@@ -91,6 +91,8 @@ def _refine(image: np.ndarray, pts: np.ndarray) -> np.ndarray:
     out[:, 2] = best[:, 2] / scale
     if np.abs(out[:, :2].mean(0) - pts[:, :2].mean(0)).max() > 0.2 * side:
         return pts  # refinement latched onto something else; keep the first pass
+    if not 0.7 < np.ptp(out[:, 0]) / max(np.ptp(pts[:, 0]), 1e-6) < 1.4:
+        return pts  # a face of another size (e.g. a mesh fitted to hair inside the first one)
     return out
 
 
@@ -178,7 +180,10 @@ class FaceAssessment:
                 return f"turned away (about {abs(self.yaw):.0f}°)"
             return f"{'looking down' if self.pitch > 0 else 'looking up'} too far (about {abs(self.pitch):.0f}°)"
         if self.problem == "unclear":
-            return f"not clearly a face (confidence {self.confidence:.2f}: hair, the back of a head or a covered face)"
+            return (
+                f"not clearly a face (confidence {self.confidence:.2f}; "
+                "it may be hair, the back of a head or a covered face)"
+            )
         return "usable"
 
 
@@ -201,7 +206,7 @@ def _refuse(faces: list[FaceAssessment]) -> PipelineError:
     """The error for a photo none of whose faces can be animated; named after the largest."""
     main = faces[0]
     if len(faces) == 1:
-        what = f"The face is {main.describe()}"
+        what = f"{'What was found' if main.problem == 'unclear' else 'The face'} is {main.describe()}"
     else:
         others = "; ".join(f"another is {f.describe()}" for f in faces[1:4])
         what = f"{len(faces)} faces were found but none can be animated: the largest is {main.describe()}; {others}"
@@ -232,12 +237,15 @@ def find_face(image: np.ndarray, policy: MultiFacePolicy = "largest") -> FaceInf
             "No face was found in the image. Use a photo with one clearly visible face, "
             "looking roughly at the camera, with the mouth and eyes unobstructed."
         )
-    faces = [assess_face(image, pts) for pts in meshes]
+    if len(meshes) == 1:  # nothing to choose: assess the precise mesh only
+        faces, precise = [assess_face(image, _refine(image, meshes[0]))], True
+    else:
+        faces, precise = [assess_face(image, pts) for pts in meshes], False
     usable = [f for f in faces if not f.problem]
     if len(usable) > 1 and policy == "refuse":
         raise MultipleFaces(f"{len(usable)} faces were found. Crop the photo to the person who should speak.")
     for i in sorted((i for i, f in enumerate(faces) if not f.problem), key=lambda i: -faces[i].score):
-        fine = assess_face(image, _refine(image, faces[i].landmarks))
+        fine = faces[i] if precise else assess_face(image, _refine(image, faces[i].landmarks))
         if fine.problem:  # the precise mesh disagrees: keep its reason and try the next face
             faces[i] = fine
             continue
