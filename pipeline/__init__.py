@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.export.formats import format_info
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from pipeline.render import (
     CancelToken,
@@ -108,7 +109,7 @@ def engine_names() -> list[str]:
 __all__ = [
     "Avatar", "BackgroundOptions", "CancelToken", "Cancelled", "ExportOptions", "FaceSource", "PipelineError",
     "RenderChunk", "RenderOptions", "RenderRequest", "RenderResult", "RenderSession", "Speech", "VoiceOptions",
-    "VoiceSource", "download_voice", "engine_names", "expression_presets", "load_speech", "person_matte", "plan",
-    "prepare_avatar", "render", "render_request", "render_to_file", "resized_avatar", "sample_photo", "still", "synthesize",
-    "voice_languages", "voices",
+    "VoiceSource", "download_voice", "engine_names", "expression_presets", "format_info", "load_speech",
+    "person_matte", "plan", "prepare_avatar", "render", "render_request", "render_to_file", "resized_avatar",
+    "sample_photo", "still", "synthesize", "voice_languages", "voices",
 ]

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 import gradio as gr
 import numpy as np
 
+from pipeline import CancelToken, format_info
 from pipeline.errors import PipelineError
-from pipeline.render import CancelToken
-from pipeline.export.formats import format_info
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import options_from_values
 

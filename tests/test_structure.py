@@ -41,7 +41,6 @@ def test_modules_are_at_most_600_lines():
     assert not long, f"modules over {MAX_LINES} lines (split them by job): {long}"
 
 
-@pytest.mark.xfail(strict=False, reason="facade being rewritten")
 def test_facade_is_at_most_200_lines():
     n = _line_count(FACADE)
     assert n <= FACADE_MAX_LINES, f"pipeline/__init__.py has {n} lines; the facade only routes (<= {FACADE_MAX_LINES})"
