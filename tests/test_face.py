@@ -285,7 +285,8 @@ def test_a_mesh_on_the_back_of_a_head_is_refused(astronaut, astro_lm, monkeypatc
     from pipeline.face import landmarks
 
     monkeypatch.setattr(landmarks, "detect_faces", lambda image: [astro_lm.copy()])
-    with pytest.raises(NoFaceFound, match=r"^What was found is not clearly a face \(confidence 0\.\d\d; it may be hair"):
+    unclear = r"^What was found is not clearly a face \(confidence 0\.\d\d; it may be hair"
+    with pytest.raises(NoFaceFound, match=unclear):
         find_face(back)
     assert find_face(astronaut).confidence > 0.9  # the same mesh on the real face is fine
 

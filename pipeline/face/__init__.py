@@ -1,1 +1,3 @@
-"""Face detection, 478 FaceMesh landmarks, and the landmark index groups the engines use."""
+"""Faces: detection and 478 FaceMesh landmarks (``landmarks``), head pose (``pose``),
+face confidence (``confidence``), landmark index groups (``regions``) and the bundled
+sample avatars (``samples``)."""

@@ -11,7 +11,9 @@ On rotated renderings of real faces this split was the most accurate: FaceMesh's
 flattens as the head turns, so a 3D fit reads turns ~25 % short, while a nod hardly
 moves the 2D outline, so a 2D fit reads nods ~35 % short. What is left of that
 shortfall (FaceMesh pulls its meshes towards a frontal face) is undone by a small
-calibration measured the same way (see ``_YAW_CAL`` / ``_PITCH_CAL``).
+calibration measured the same way (see ``_YAW_CAL`` / ``_PITCH_CAL``). On those renders
+the calibrated error is 2.8° (yaw) and 3.4° (pitch) on average, within 8° and 11° for
+95 % of the views; rigid rotations of real landmarks are read back within 1° (raw).
 
 Conventions (those of the motion tracks): yaw > 0 the nose turns towards the image
 right, pitch > 0 chin down, roll > 0 the head tilts clockwise in the image. 0, 0, 0 is
