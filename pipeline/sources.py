@@ -73,9 +73,9 @@ def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "lar
         name = Path(source).stem if isinstance(source, (str, Path)) else "avatar"
     image = load_image(source)
     face = find_face(image, policy=multi_face)  # type: ignore[arg-type]
-    warnings = []
+    warnings = list(face.notes)
     if face.faces_found > 1:
-        warnings.append(f"{face.faces_found} faces found; animating the best one (largest, frontal, confident).")
+        warnings.insert(0, f"{face.faces_found} faces found; animating the best one (large, frontal, clearly a face).")
     return Avatar(image=image, face=face, key=image_key(image), name=name, warnings=tuple(warnings))
 
 
