@@ -8,7 +8,13 @@ deformed inner-lip contour with anti-aliased edges. Pixels outside the moving
 regions are copied from the source untouched.
 
 A source photo with an open mouth is closed at rest: the lips' inner edges meet on
-the seam halfway between them, so "closed" always means lips touching.
+the seam halfway between them, so "closed" always means lips touching (what lay between
+them, teeth and the dark corners of the opening, is painted over with lip once, at
+prepare time, so the seam shows lip only).
+
+Lip closure: the lips touch whenever the frame's ``gap`` is 0, also with a little jaw
+opening (the lower lip stretches, the chin drops a little), and part smoothly as ``gap``
+grows (:func:`lip_opening`); ``press`` thins the touching lips.
 """
 
 from __future__ import annotations
@@ -31,9 +37,14 @@ log = logging.getLogger(__name__)
 
 # Motion amplitudes as fractions of the mouth width W.
 JAW_DROP = 0.48  # lower lip / chin drop at jaw = 1
+JAW_EASE = 0.85  # jaw drop ~ jaw ** JAW_EASE: everyday openings read clearly, the widest stay natural
 LIP_PART = 0.06  # extra lip parting at gap = 1 (each lip)
 TEETH_RAISE = 0.05  # upper lip raise at teeth = 1
 PRESS = 0.035  # lip thinning at press = 1
+SEAL_JAW = 0.08  # jaw drop the closed lips hold back by stretching (jaw ~0.12)
+SEAL_GAP = 0.12  # lip gap at which the lips no longer hold back the jaw
+SEAL_STRETCH = 0.25  # share of the held-back jaw drop that moves the lower lip's outer edge
+SEAL_CHIN = 0.25  # share of the held-back jaw drop that still moves the chin (more reads as parted lips)
 SPREAD = 0.06  # corner outward shift at spread = 1
 ROUND = 0.10  # corner inward shift at round = 1
 SMILE_LIFT = 0.08  # corner lift at smile = 1
@@ -273,6 +284,44 @@ def _prepare_head(image: np.ndarray, lm: np.ndarray) -> HeadRig:
     return HeadRig(field, weight, inner.astype(np.float32), float(face_w), float(face_h), wpx, wpy)
 
 
+def _seal_source_lips(image: np.ndarray, lm: np.ndarray, rig: MouthRig) -> np.ndarray:
+    """A photo with parted lips: paint lip over what lies between them (teeth, the dark
+    cavity, its corners) so that the closed mouth, whose lips meet on the seam, shows lip
+    and nothing of the opening. Closed-mouth photos are returned as they are."""
+    xy = lm[:, :2].astype(np.float64)
+    W = rig.W
+    if float(np.linalg.norm(xy[13] - xy[14])) < 0.03 * W:
+        return image
+    h, w = image.shape[:2]
+    inner = np.round(xy[list(R.UPPER_INNER_LIP + R.LOWER_INNER_LIP[::-1])]).astype(np.int32)
+    outer = xy[list(R.UPPER_OUTER_LIP + R.LOWER_OUTER_LIP[::-1])]
+    pad = int(np.ceil(0.15 * W)) + 3
+    x0, y0 = np.maximum(np.floor(outer.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(outer.max(0)).astype(int) + pad, [w, h])
+    hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(hole, [inner - [x0, y0]], 1)
+    rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])
+    px = rgb.astype(np.float32)
+    lum = px.mean(2)
+    sat = px.max(2) - px.min(2)
+    lip_lum = float(rig.lip_rgb.mean())
+    lip_sat = float(rig.lip_rgb.max() - rig.lip_rgb.min())
+    # not lip: the dark cavity (its corners reach past the landmark contour) and the teeth
+    # (brighter and greyer than the lips) along the rim of the opening
+    dark = lum < 0.6 * lip_lum
+    teeth = (lum > 1.05 * lip_lum) & (sat < 0.85 * lip_sat)
+    fill = (_grow(hole, 1.0) > 0) | ((_grow(hole, 0.12 * W) > 0) & dark) | ((_grow(hole, 0.05 * W) > 0) & teeth)
+    out = image.copy()
+    out[y0:y1, x0:x1, :3] = cv2.inpaint(rgb, fill.astype(np.uint8), 2.0, cv2.INPAINT_TELEA)
+    return out
+
+
+def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
+    """``mask`` dilated by a disc of ``radius`` pixels (at least 1)."""
+    r = max(1, int(round(radius)))
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+
+
 def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
     """Everything per-avatar that the frame loop needs."""
     image, lm = avatar.image, avatar.face.landmarks.copy()
@@ -288,11 +337,27 @@ def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
         image = image[:h2, :w2]
     image = np.ascontiguousarray(image)
     mouth = _prepare_mouth(image, lm)
+    image = _seal_source_lips(image, lm, mouth)
     eyes = [
         _prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
         _prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
     ]
     return WarpRig(image, lm, mouth, eyes, _prepare_head(image, lm))
+
+
+def lip_opening(W: float, jaw: float, gap: float) -> tuple[np.float32, float, float]:
+    """How far the jaw drops and how much of that the lips hold back, in pixels.
+
+    Returns ``(jaw_px, held, k)``: the chin drops ``jaw_px``; the lower inner lip drops
+    ``jaw_px - held`` (plus the lip part of ``gap``); ``k`` in [0, 1] says how far the lips
+    have let go of each other. With ``gap = 0`` the lips stay sealed over a jaw opening up to
+    ``SEAL_JAW`` (the lower lip stretches, as in a real /m/); as ``gap`` grows to ``SEAL_GAP``
+    the seal fades smoothly, so the inner-lip separation is continuous in (jaw, gap).
+    """
+    jaw_px = JAW_DROP * W * jaw**JAW_EASE if jaw > 0 else 0.0
+    k = float(_smoothstep01(np.float32(gap / SEAL_GAP))) if gap > 0 else 0.0
+    held = (1.0 - k) * min(jaw_px, SEAL_JAW * W)
+    return np.float32(jaw_px), held, k
 
 
 def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, float]) -> None:
@@ -303,17 +368,17 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     narrow = 1.0 - 0.18 * rnd + 0.05 * spread
     q = np.clip(1.0 - np.square(f.u * np.float32(1.0 / narrow) / rig.hw), 0.0, 1.0)
     pw = np.sqrt(q * np.sqrt(q))  # q ** 0.75: the opening tapers into the corners
-    # a slight ease-out so everyday openings (0.4-0.8) read clearly without making
-    # the widest ones cartoonish
-    jaw_px = np.float32(JAW_DROP * W * jaw**0.85) if jaw > 0 else np.float32(0.0)
-    up = np.float32(W * (LIP_PART * gap + TEETH_RAISE * teeth)) * pw
-    lo = (jaw_px + np.float32(LIP_PART * W * gap)) * pw
+    jaw_px, held, k = lip_opening(W, jaw, gap)
+    up = np.float32(W * (LIP_PART * gap + TEETH_RAISE * teeth * k)) * pw
+    lo = np.float32(jaw_px - held + LIP_PART * W * gap) * pw
     Uo = rig.S - up
     Lo = rig.S + lo
-    pr = np.float32(PRESS * W * press) * pw
-    UOo = rig.UOs + (Uo - rig.Us) + pr
-    LOo = rig.LOs + (Lo - rig.Ls) - pr
-    Co = rig.Cs + jaw_px * rig.jw
+    # pressed lips thin; the lower lip stretches over the jaw drop it holds back (its outer
+    # edge and the chin go a quarter of that way down)
+    pr = np.float32(PRESS * W * press)
+    UOo = rig.UOs + (Uo - rig.Us) + pr * pw
+    LOo = rig.LOs + (Lo - rig.Ls) + (np.float32(SEAL_STRETCH * held) - pr) * pw
+    Co = rig.Cs + np.float32(jaw_px - (1.0 - SEAL_CHIN) * held) * rig.jw
     smile = c.get("smile", 0.0)
     if smile:
         lift = np.float32(SMILE_LIFT * W * smile) * rig.cw
@@ -338,7 +403,8 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     # mouth interior inside the deformed inner-lip contour
     iy, ix = rig.inner
     Ui, Li, vi = Uo[iy, ix], Lo[iy, ix], v[iy, ix]
-    mask = np.clip(vi - Ui + 0.5, 0, 1) * np.clip(Li - vi + 0.5, 0, 1)
+    # share of each pixel row [v - 0.5, v + 0.5] between the lips: 0 where they touch
+    mask = np.clip(np.minimum(vi + 0.5, Li) - np.maximum(vi - 0.5, Ui), 0, 1)
     rows = np.flatnonzero(mask.max(1) > 0.004)
     if len(rows):
         # paint only the bounding box of the opening
