@@ -14,8 +14,6 @@ import logging
 from functools import lru_cache
 
 import numpy as np
-from scipy.fft import dct
-from scipy.signal import resample_poly
 
 from pipeline.errors import PipelineError
 from pipeline.types import AudioClip, Phoneme, Word
@@ -55,10 +53,11 @@ def _mel_filters(n_fft: int, sr: int, n_mels: int) -> np.ndarray:
 
 def mfcc(audio: AudioClip) -> np.ndarray:
     """(n_frames, 13) MFCCs at 100 frames/s, mean and variance normalised per clip."""
-    x = audio.samples.astype(np.float32)
-    if audio.rate != SR:
-        g = np.gcd(int(audio.rate), SR)
-        x = resample_poly(x, SR // g, int(audio.rate) // g).astype(np.float32)
+    from scipy.fft import dct
+
+    from pipeline.visemes.acoustic import samples_16k
+
+    x = samples_16k(audio)
     x = np.append(x[0], x[1:] - 0.97 * x[:-1])  # pre-emphasis
     pad = np.pad(x, (WIN // 2, WIN // 2))
     n = max(1, 1 + (len(pad) - WIN) // HOP)

@@ -50,12 +50,24 @@ class TimedSegment:
     source: str = ""  # "phones", "acoustic", "align", "synth"
 
 
+# how the closure classifier (pipeline.speech.bilabial) corrects the recogniser
+CLOSED_P = 0.5  # a frame whose /p b m/ probability reaches this is a closure...
+MIN_CLOSURE_S = 0.02  # ...in runs at least this long
+NEAR_S = 0.05  # a recognised /p b m/ this close already explains a closure
+SPURIOUS_P = 0.05  # a recognised /p b m/ whose frames all stay below this is not one
+DIP_SUPPORT_P = 0.15  # a loudness dip closes the lips only if the classifier leans this far
+STRETCH = 1 / 3  # added closures are lengthened by this share (the release part)
+SILENT_P = 0.7  # a recognised phone whose frames are on average this likely silence is a pause
+
+
 def load_models() -> None:
     """Load what :func:`time_segment` needs (workers call this once at start)."""
     from pipeline import models
-    from pipeline.speech import align
+    from pipeline.speech import align, bilabial
 
     models.get("pocketsphinx.allphone", lambda: align._decoder("allphone"))
+    if bilabial.available():
+        bilabial.net()
 
 
 def time_segment(samples: np.ndarray) -> tuple[Phoneme, ...]:
@@ -63,7 +75,7 @@ def time_segment(samples: np.ndarray) -> tuple[Phoneme, ...]:
 
     Runs in a worker process: it imports only numpy, pocketsphinx and the acoustic passes.
     """
-    from pipeline.speech import align
+    from pipeline.speech import align, bilabial
     from pipeline.visemes import acoustic
 
     clip = AudioClip(np.asarray(samples, np.float32), SR)
@@ -72,7 +84,84 @@ def time_segment(samples: np.ndarray) -> tuple[Phoneme, ...]:
         phones = align.recognize_phones(clip)
     except align.AlignmentFailed:
         phones = _from_activity(an)
-    return acoustic.add_dip_closures(acoustic.gate_phonemes(phones, an), an)
+    phones = acoustic.gate_phonemes(phones, an)
+    if not bilabial.available():
+        return acoustic.add_dip_closures(phones, an)
+    prob = bilabial.probabilities(clip.samples)
+    return _closures(_silences(phones, prob[:, 2]), prob[:, 1], an)
+
+
+def _silences(phones: tuple[Phoneme, ...], ps: np.ndarray) -> tuple[Phoneme, ...]:
+    """Recognised phones that the classifier hears as silence (``ps``: per-frame silence
+    probability at 100 Hz) become pauses. The loudness gate cannot catch a short pause:
+    its hangover bridges anything under 160 ms, such as a comma."""
+    from pipeline.speech import bilabial
+
+    step = bilabial.FRAME_S
+    out: list[Phoneme] = []
+    for p in phones:
+        sym = p.symbol
+        if sym != PAUSE:
+            i, j = int(p.start / step + 0.5), max(int(p.start / step + 0.5) + 1, int(p.end / step + 0.5))
+            seg = ps[i:j]
+            if len(seg) and float(seg.mean()) >= SILENT_P:
+                sym = PAUSE
+        if sym == PAUSE and out and out[-1].symbol == PAUSE:
+            out[-1] = Phoneme(PAUSE, out[-1].start, p.end)
+        else:
+            out.append(p if sym == p.symbol else Phoneme(PAUSE, p.start, p.end))
+    return tuple(out)
+
+
+def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an) -> tuple[Phoneme, ...]:
+    """Recognised phones corrected by the closure classifier's per-frame /p b m/
+    probability ``pb`` (100 Hz, frame k centred at k * 10 ms):
+
+    - a recognised bilabial it does not hear at all becomes a plain consonant;
+    - a closure it hears next to a recognised bilabial stretches that phone over it
+      (clusters such as "mb" are often recognised as one short phone);
+    - a closure no recognised bilabial explains is added, as is a loudness dip that it
+      does not contradict.
+
+    Added closures are stretched by a third: the viewer keeps the last quarter of a
+    bilabial for the release (``passes.closures``), and the classifier marks only the
+    closed part.
+    """
+    from pipeline.speech import align, bilabial
+    from pipeline.visemes import acoustic
+
+    step = bilabial.FRAME_S
+    bil = {"p", "b", "m"}
+
+    def support(a: float, b: float) -> float:
+        i, j = max(0, int(a / step + 0.5) - 1), min(len(pb), int(b / step + 0.5) + 2)
+        return float(pb[i:j].max()) if j > i else 0.0
+
+    out = [
+        Phoneme("d" if p.symbol in ("p", "b") else "n", p.start, p.end, p.stress, p.word)
+        if p.symbol in bil and support(p.start, p.end) < SPURIOUS_P
+        else p
+        for p in phones
+    ]
+    runs = [((a - 0.5) * step, (b - 0.5) * step) for a, b in _runs(pb >= CLOSED_P)]
+    runs = [(max(0.0, s), e) for s, e in runs if e - s >= MIN_CLOSURE_S]
+    runs += [
+        (s, e)
+        for s, e in acoustic.closure_dips(an)
+        if support(s, e) >= DIP_SUPPORT_P and not any(q > s and p < e for p, q in runs)
+    ]
+    extra: list[Phoneme] = []
+    for s, e in sorted(runs):
+        near = [i for i, p in enumerate(out) if p.symbol in bil and p.end > s - NEAR_S and p.start < e + NEAR_S]
+        if near:  # stretch the recognised bilabial over the closure heard next to it
+            i = min(near, key=lambda k: abs(0.5 * (out[k].start + out[k].end) - 0.5 * (s + e)))
+            p = out[i]
+            a, b = min(p.start, s), max(p.end, e + STRETCH * (e - s))
+            if (a, b) != (p.start, p.end):
+                extra.append(Phoneme(p.symbol, a, b, p.stress, p.word))
+            continue
+        extra.append(Phoneme("b", s, e + STRETCH * (e - s)))
+    return align.overlay(tuple(out), extra) if extra else tuple(out)
 
 
 def _from_activity(an) -> tuple[Phoneme, ...]:

@@ -128,7 +128,8 @@ def split(
         else:
             merged.append([s, e])
     if len(merged) > 1 and merged[-1][1] - merged[-1][0] < min_frames and merged[-1][1] - merged[-2][0] <= max_frames:
-        merged[-2][1] = merged.pop()[1]
+        last = merged.pop()
+        merged[-1][1] = last[1]
     pieces: list[tuple[int, int]] = []
     for s, e in merged:
         pieces += _split_long(s, e, silent, db, max_frames, max(1, int(round(MIN_GAP_S / f))))

@@ -150,6 +150,8 @@ class Pool:
 
     def __init__(self, n: int) -> None:
         self.size = n
+        self.completed = 0  # tasks answered so far (diagnostics, tests)
+        self._count_lock = threading.Lock()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._procs: list[_Process | None] = [None] * n
         self._threads = [
@@ -189,6 +191,8 @@ class Pool:
                 fut.set_exception(exc)
             except BaseException as exc:  # noqa: BLE001 - the task's own error, raised to the caller
                 fut.set_exception(exc)
+            with self._count_lock:
+                self.completed += 1
         if proc is not None:
             proc.close()
         self._procs[i] = None

@@ -25,12 +25,16 @@ def dense_curve(speech: Speech) -> tuple[np.ndarray, list[passes.Closure], list[
 
 
 LOUDNESS_SHARE = 0.8  # how much of the acoustic opening recognised phones may be raised to
+LOUDNESS_DELAY_S = 0.0  # the loudness opening is shifted this much later
 
 
 def _with_loudness(curve: np.ndarray, speech: Speech) -> np.ndarray:
     """Recognised phones (no transcript) can name a loud vowel as a consonant: let the
     jaw and lips open at least as far as the loudness alone suggests, scaled down."""
     ac, _ = acoustic.estimate(speech.audio)
+    lag = int(round(LOUDNESS_DELAY_S * passes.RATE))
+    if lag > 0:
+        ac = np.concatenate([np.zeros((lag, ac.shape[1]), ac.dtype), ac[:-lag]])
     n = min(len(curve), len(ac))
     out = curve.copy()
     for ch in ("jaw", "gap"):
