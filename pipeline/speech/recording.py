@@ -41,21 +41,29 @@ def align_transcript(
 ) -> tuple[tuple[Phoneme, ...], tuple[Word, ...], str] | None:
     """(phones, words, source) of ``text`` in the whole of ``clip``, or None when no
     aligner managed. "auto" runs both aligners for English and keeps the timing whose
-    predicted mouth opening agrees better with the loudness."""
-    from pipeline.speech import align, dtw
+    predicted mouth opening agrees better with the loudness; the two run at the same
+    time (forced alignment on a speech worker, alignment by synthesis here) when there
+    are workers."""
+    from pipeline.speech import align, dtw, workers
 
     text = (text or "").strip()
     lang = (language or "en").strip()
+    use_synth = timing in ("auto", "synth")
+    use_align = _english(lang) and timing in ("auto", "align")
+    pending = workers.submit("pipeline.speech.align:align", clip, text) if use_synth and use_align else None
     candidates: list[tuple[float, tuple[tuple[Phoneme, ...], tuple[Word, ...], str]]] = []
-    if timing in ("auto", "synth"):
+    if use_synth:
         try:
             phones, words = dtw.align_by_synthesis(clip, text, "en-us" if lang.lower() == "en" else lang.lower())
             candidates.append((dtw.openness_agreement(phones, clip), (phones, words, "synth")))
         except PipelineError as exc:
             log.warning("alignment by synthesis failed (%s)", exc)
-    if _english(lang) and timing in ("auto", "align"):
+    if use_align:
         try:
-            phones, words = align.align(clip, text)
+            try:
+                phones, words = pending.result() if pending is not None else align.align(clip, text)
+            except workers.WorkerDied:
+                phones, words = align.align(clip, text)
             candidates.append((dtw.openness_agreement(phones, clip), (phones, words, "align")))
         except align.AlignmentFailed as exc:
             log.warning("forced alignment failed (%s)", exc)
@@ -104,7 +112,7 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", langu
     from pipeline.media.audio import load_audio, normalize_loudness
 
     mode = resolve_mode(text, timing, language)
-    if mode == "phones":
+    if mode == "phones" or (mode == "transcript" and timing == "auto" and _english(language)):
         from pipeline.speech import workers
 
         workers.warm_up()  # the workers start while the audio is decoded
