@@ -16,8 +16,8 @@ AV offset. The plan (``pipeline.plan``) is scored the same way on its own lip-ga
 (closed = planned gap 0; open = planned gap > 0.29), so a rendered rate below the planned
 one is the engine's fault and a planned rate below the target is the timing's.
 
-    python bench/lipsync_rendered.py             # ~2-3 min on 2 cores
-    python bench/lipsync_rendered.py --full      # every voice x sentence (33 clips), longer
+    python bench/lipsync_rendered.py             # 11 voices x 3 sentences + the 60 s clip, ~2-3 min on 2 cores
+    python bench/lipsync_rendered.py --quick     # one sentence per voice
     python bench/lipsync_rendered.py --no-long   # skip the 60 s clip
 
 Prints a table per voice and the overall numbers (JSON with --json). Not a test.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import sys
 import tempfile
@@ -65,7 +66,7 @@ SENTENCES = [
     "A bumpy ride up the hill made Pam hum.",
     "Half of the apples were bruised, but the plums were fine.",
 ]
-# voice label -> options; the default run takes the first sentences for each voice
+# voice label -> options; each voice speaks its own few sentences
 VOICES: dict[str, VoiceOptions] = {
     "piper": VoiceOptions(),
     "piper_fast": VoiceOptions(speed=1.3),
@@ -91,7 +92,8 @@ LONG_TEXT = (
     "Boston, and to the people who brought pizza and lemonade. Before we go, a word about the "
     "plans for the summer: the team will take two weeks off in August, so please book your "
     "support calls early, and bring your best ideas to the planning meeting. That is all for today. "
-    "See you next week, and remember to back up your photos before the big update."
+    "See you next week, and remember to back up your photos before the big update. Thank you "
+    "all for listening, and have a wonderful weekend."
 )
 STRICT = 0.03  # a stricter closed level than pipeline.quality's adaptive 0.05-0.06
 SILENCE_MARGIN = 0.04  # s trimmed off each end of a pause before its frames must be closed
@@ -181,6 +183,14 @@ class Tally:
             self.strict[0] += st.count - len(st.misses)
             self.strict[1] += st.count
 
+    def merge(self, other: "Tally") -> None:
+        for a in ("closed", "opened", "silent", "strict"):
+            for i in (0, 1):
+                getattr(self, a)[i] += getattr(other, a)[i]
+        self.offsets += other.offsets
+        self.misses += other.misses
+        self.sealed += other.sealed
+
     def summary(self) -> dict:
         def r(x: list[int]) -> float | None:
             return round(x[0] / x[1], 3) if x[1] else None
@@ -199,6 +209,28 @@ class Tally:
             "sealed_gap_p95": round(float(np.percentile(self.sealed, 95)), 4) if self.sealed else None,
             "sealed_gap_max": round(float(np.max(self.sealed)), 4) if self.sealed else None,
         }
+
+
+def speeches(per_voice: int, long: bool, tmp: Path, cache: str = "") -> list[tuple[str, Speech, Speech]]:
+    """(label, TTS speech, the same audio timed without a transcript) per clip; with
+    ``cache``, the clips are kept in that file and reused (Piper's voice varies from run
+    to run, so an A/B comparison of two engines needs the same clips)."""
+    if cache and Path(cache).is_file():
+        with open(cache, "rb") as fh:
+            return pickle.load(fh)
+    jobs = [(vname, vopts, SENTENCES[(vi * per_voice + j) % len(SENTENCES)])
+            for vi, (vname, vopts) in enumerate(VOICES.items()) for j in range(per_voice)]
+    if long:
+        jobs.append(("long", VoiceOptions(), LONG_TEXT))
+    out = []
+    for k, (vname, vopts, text) in enumerate(jobs):
+        truth = pipeline.synthesize(text, vopts)
+        notext = pipeline.load_speech(save_wav(truth.audio, tmp / f"clip{k}.wav"))
+        out.append((f"long_{truth.duration:.0f}s" if vname == "long" else vname, truth, notext))
+    if cache:
+        with open(cache, "wb") as fh:
+            pickle.dump(out, fh)
+    return out
 
 
 def run_clip(avatar, speech: Speech, truth: list[Phoneme], opts: RenderOptions, out: Path,
@@ -229,52 +261,37 @@ def fmt(s: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--full", action="store_true", help="every voice x 3 sentences (33 clips)")
-    ap.add_argument("--per-voice", type=int, default=0, help="sentences per voice (default 1, --full 3)")
+    ap.add_argument("--quick", action="store_true", help="one sentence per voice (11 clips) instead of 3 (33)")
+    ap.add_argument("--per-voice", type=int, default=0, help="sentences per voice (default 3, --quick 1)")
     ap.add_argument("--faces", default="sample,hopper",
                     help="comma-separated: sample (bundled), astronaut (skimage), hopper (matplotlib) or image paths")
     ap.add_argument("--no-long", action="store_true", help="skip the 60 s clip")
     ap.add_argument("--head-motion", type=float, default=RenderOptions().head_motion)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--misses", action="store_true", help="list the missed closures")
+    ap.add_argument("--speech-cache", default="", help="pickle file keeping the clips for an A/B run on the same speech")
     args = ap.parse_args()
-    per_voice = args.per_voice or (3 if args.full else 1)
+    per_voice = args.per_voice or (1 if args.quick else 3)
     opts = RenderOptions(head_motion=args.head_motion)
     tmp = Path(tempfile.mkdtemp(prefix="lipsync_rendered_"))
     faces = [f for f in args.faces.split(",") if f]
     avatars = {f: pipeline.prepare_avatar(photo(f), name=Path(f).stem) for f in faces}
     t0 = time.perf_counter()
+    clips = speeches(per_voice, not args.no_long, tmp, args.speech_cache)
     results: dict[str, dict[str, Tally]] = {}
     k = 0
-    for vi, (vname, vopts) in enumerate(VOICES.items()):
-        for j in range(per_voice):
-            text = SENTENCES[(vi + j * len(VOICES)) % len(SENTENCES)] if per_voice > 1 else SENTENCES[vi % len(SENTENCES)]
-            truth = pipeline.synthesize(text, vopts)
-            wav = save_wav(truth.audio, tmp / f"clip{k}.wav")
-            notext = pipeline.load_speech(wav)
-            face = faces[k % len(faces)]  # faces take turns over the clips
-            k += 1
-            for mode, sp in (("tts", truth), ("no_text", notext)):
-                for key in (f"{vname}/{mode}", f"all/{mode}", f"face:{face}/{mode}"):
-                    results.setdefault(key, {"rendered": Tally(), "planned": Tally()})
-                tallies = [results[key] for key in (f"{vname}/{mode}", f"all/{mode}", f"face:{face}/{mode}")]
-                r, p = Tally(), Tally()
-                run_clip(avatars[face], sp, list(truth.phonemes), opts, tmp / f"{mode}.mp4", r, p, f"{vname}/{mode}/{face}")
-                for t in tallies:
-                    for mine, part in ((t["rendered"], r), (t["planned"], p)):
-                        for a in ("closed", "opened", "silent", "strict"):
-                            getattr(mine, a)[0] += getattr(part, a)[0]
-                            getattr(mine, a)[1] += getattr(part, a)[1]
-                        mine.offsets += part.offsets
-                        mine.misses += part.misses
-                        mine.sealed += part.sealed
-    if not args.no_long:
-        truth = pipeline.synthesize(LONG_TEXT)
-        wav = save_wav(truth.audio, tmp / "long.wav")
-        for mode, sp in (("tts", truth), ("no_text", pipeline.load_speech(wav))):
-            t = results.setdefault(f"long_{truth.duration:.0f}s/{mode}", {"rendered": Tally(), "planned": Tally()})
-            run_clip(avatars[faces[0]], sp, list(truth.phonemes), opts, tmp / f"long_{mode}.mp4",
-                     t["rendered"], t["planned"], f"long/{mode}")
+    for vname, truth, notext in clips:
+        long = vname.startswith("long")
+        face = faces[0] if long else faces[k % len(faces)]  # faces take turns over the clips
+        k += 0 if long else 1
+        for mode, sp in (("tts", truth), ("no_text", notext)):
+            keys = [f"{vname}/{mode}"] if long else [f"{vname}/{mode}", f"all/{mode}", f"face:{face}/{mode}"]
+            r, p = Tally(), Tally()
+            run_clip(avatars[face], sp, list(truth.phonemes), opts, tmp / f"{mode}.mp4", r, p, f"{vname}/{mode}/{face}")
+            for key in keys:
+                t = results.setdefault(key, {"rendered": Tally(), "planned": Tally()})
+                t["rendered"].merge(r)
+                t["planned"].merge(p)
     out = {key: {kind: t.summary() for kind, t in v.items()} for key, v in results.items()}
     if args.json:
         print(json.dumps(out, indent=2))

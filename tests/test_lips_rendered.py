@@ -87,7 +87,7 @@ def test_lip_separation_is_continuous_in_jaw_and_gap():
     jaws = np.linspace(0.0, 1.0, 2001)
     for gap in (0.0, 0.06, 0.3):
         s = np.array([separation(j, gap) for j in jaws])
-        assert np.all(np.diff(s) >= -1e-6) and np.abs(np.diff(s)).max() < 0.1
+        assert np.all(np.diff(s) >= -1e-6) and np.abs(np.diff(s)).max() < 0.15
     # s/t/f keep the lips a little apart; open vowels are as open as before
     assert separation(0.06, 0.26) > 0.05 * W and separation(0.18, 0.28) > 0.1 * W
     assert separation(0.72, 0.7) == pytest.approx(warp.JAW_DROP * W * 0.72**warp.JAW_EASE + 2 * warp.LIP_PART * W * 0.7)

@@ -96,6 +96,28 @@ def test_silence_is_closed():
     assert gap[13:20].max() > 0.6
 
 
+def test_planned_closures_are_within_what_the_engine_seals():
+    """Closed frames (gap 0) keep the jaw small enough that the warp engine shows the
+    lips touching (it seals them over a little jaw), and their lips are pressed."""
+    from pipeline.engines import warp
+
+    phones = [ph("_", 0, 0.3), ph("ɑ", 0.3, 0.5), ph("m", 0.5, 0.58), ph("æ", 0.58, 0.8), ph("p", 0.8, 0.86),
+              ph("ɑ", 0.86, 1.1), ph("b", 1.1, 1.16), ph("ʌ", 1.16, 1.4), ph("_", 1.4, 1.9)]
+    speech = Speech(AudioClip(np.zeros(int(1.9 * 16000), np.float32), 16000), tuple(phones))
+    tracks = build_mouth_tracks(speech, 25)
+    jaw, gap, press = tracks.get("jaw"), tracks.get("gap"), tracks.get("press")
+    shut = gap == 0.0
+    assert shut[:5].all() and shut[-5:].all()
+    for a, b in ((0.5, 0.58), (0.8, 0.86), (1.1, 1.16)):
+        i = np.flatnonzero(shut[int(a * 25) - 1 : int(b * 25) + 2])
+        assert len(i), (a, b)
+        assert press[int(a * 25) - 1 + i].max() > 0.3  # pressed on the bilabial
+    W = 100.0
+    for j in jaw[shut]:
+        jaw_px, held, _ = warp.lip_opening(W, float(j), 0.0)
+        assert jaw_px - held == pytest.approx(0.0, abs=1e-4)
+
+
 def test_acoustic_fallback_follows_loudness_and_gates_noise():
     rate = 16000
     t = np.arange(int(2.0 * rate)) / rate

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 # Motion amplitudes as fractions of the mouth width W.
 JAW_DROP = 0.48  # lower lip / chin drop at jaw = 1
-JAW_EASE = 0.85  # jaw drop ~ jaw ** JAW_EASE: everyday openings read clearly, the widest stay natural
-LIP_PART = 0.06  # extra lip parting at gap = 1 (each lip)
+JAW_EASE = 0.8  # jaw drop ~ jaw ** JAW_EASE: everyday openings read clearly, the widest stay natural
+LIP_PART = 0.07  # extra lip parting at gap = 1 (each lip)
 TEETH_RAISE = 0.05  # upper lip raise at teeth = 1
 PRESS = 0.035  # lip thinning at press = 1
 SEAL_JAW = 0.08  # jaw drop the closed lips hold back by stretching (jaw ~0.12)
@@ -301,16 +301,10 @@ def _seal_source_lips(image: np.ndarray, lm: np.ndarray, rig: MouthRig) -> np.nd
     hole = np.zeros((y1 - y0, x1 - x0), np.uint8)
     cv2.fillPoly(hole, [inner - [x0, y0]], 1)
     rgb = np.ascontiguousarray(image[y0:y1, x0:x1, :3])
-    px = rgb.astype(np.float32)
-    lum = px.mean(2)
-    sat = px.max(2) - px.min(2)
-    lip_lum = float(rig.lip_rgb.mean())
-    lip_sat = float(rig.lip_rgb.max() - rig.lip_rgb.min())
-    # not lip: the dark cavity (its corners reach past the landmark contour) and the teeth
-    # (brighter and greyer than the lips) along the rim of the opening
-    dark = lum < 0.6 * lip_lum
-    teeth = (lum > 1.05 * lip_lum) & (sat < 0.85 * lip_sat)
-    fill = (_grow(hole, 1.0) > 0) | ((_grow(hole, 0.12 * W) > 0) & dark) | ((_grow(hole, 0.05 * W) > 0) & teeth)
+    # the opening and a pixel around it (teeth edges), and the dark cavity where its
+    # corners reach past the landmark contour
+    dark = rgb.astype(np.float32).mean(2) < 0.6 * float(rig.lip_rgb.mean())
+    fill = (_grow(hole, 1.0) > 0) | ((_grow(hole, 0.12 * W) > 0) & dark)
     out = image.copy()
     out[y0:y1, x0:x1, :3] = cv2.inpaint(rgb, fill.astype(np.uint8), 2.0, cv2.INPAINT_TELEA)
     return out
