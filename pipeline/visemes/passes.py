@@ -90,6 +90,7 @@ def pauses(keys: Sequence[Key]) -> list[Key]:
 
 ANTICIPATION = 0.05  # s; lips start closing for /p b m/ this much before the phone
 DECAY = 0.045  # s; time constant of a phone's influence outside its span
+INFLUENCE = 20.0  # time constants after which a phone's influence (< e^-20) is left out
 
 
 def speed_factor(keys: Sequence[Key]) -> float:
@@ -116,11 +117,17 @@ def coarticulate(keys: Sequence[Key], duration: float, rate: float = RATE) -> np
         # influence is flat over the phone's span and decays outside; bilabials reach
         # further ahead (anticipatory lip rounding/closing) without owning the vowel before
         before = tau * (1.0 + ANTICIPATION / DECAY if k.kind == "bilabial" else 1.0)
-        dist_before = np.maximum(0.0, k.start - t) / before
-        dist_after = np.maximum(0.0, t - k.end) / tau
+        # beyond INFLUENCE time constants a weight is below e^-20 of the phone's own: skipped
+        a = max(0, int(np.floor((k.start - INFLUENCE * before) * rate)))
+        b = min(n, int(np.ceil((k.end + INFLUENCE * tau) * rate)) + 1)
+        if b <= a:
+            continue
+        tt = t[a:b]
+        dist_before = np.maximum(0.0, k.start - tt) / before
+        dist_after = np.maximum(0.0, tt - k.end) / tau
         w = k.dominance * np.exp(-(dist_before + dist_after))
-        num += w[:, None] * k.target[None, :]
-        den += w
+        num[a:b] += w[:, None] * k.target[None, :]
+        den[a:b] += w
     curve = num / np.maximum(den, 1e-9)[:, None]
     # before the first and after the last phone the mouth rests closed
     first, last = keys[0].start, keys[-1].end
@@ -131,6 +138,29 @@ def coarticulate(keys: Sequence[Key], duration: float, rate: float = RATE) -> np
 
 # --- pass 4: smoothing -------------------------------------------------------------
 
+_BLOCK = 32  # samples per block of the one-pole filter (a^-BLOCK stays far from overflow)
+
+
+def _one_pole(x: np.ndarray, a: float) -> np.ndarray:
+    """y[i] = a * y[i-1] + (1 - a) * x[i] along axis 0, starting from y[-1] = x[0].
+
+    Exact, vectorised within blocks of _BLOCK samples: inside a block that starts from
+    state s, y[j] = a^(j+1) s + (1 - a) a^j sum_{k<=j} a^-k x[k]; blocks run in order."""
+    n = len(x)
+    y = np.empty_like(x)
+    j = np.arange(_BLOCK, dtype=np.float64)
+    up = (a ** j)[:, None]  # a^j
+    down = (a ** -j)[:, None]  # a^-j
+    state = x[0].astype(np.float64)
+    for s0 in range(0, n, _BLOCK):
+        blk = x[s0 : s0 + _BLOCK]
+        m = len(blk)
+        acc = np.cumsum(blk * down[:m], axis=0)
+        y[s0 : s0 + m] = a * up[:m] * state + (1 - a) * up[:m] * acc
+        state = y[s0 + m - 1]
+    return y
+
+
 def smooth(curve: np.ndarray, rate: float = RATE, time_constant: float = 0.018) -> np.ndarray:
     """Zero-phase critically damped smoothing (second-order, run forward and backward)."""
     if len(curve) < 3 or time_constant <= 0:
@@ -138,12 +168,9 @@ def smooth(curve: np.ndarray, rate: float = RATE, time_constant: float = 0.018) 
     a = float(np.exp(-1.0 / (time_constant * rate)))
 
     def run(x: np.ndarray) -> np.ndarray:
-        y = x.astype(np.float64).copy()
+        y = x.astype(np.float64)
         for _ in range(2):  # two cascaded first-order poles = critically damped
-            state = y[0].copy()
-            for i in range(len(y)):
-                state = a * state + (1 - a) * y[i]
-                y[i] = state
+            y = _one_pole(y, a)
         return y
 
     fwd = run(curve)
