@@ -41,7 +41,7 @@ VARIANTS = (
 HELD_OUT_VARIANTS = ("m7", "f4", "klatt2", "Andrea", "steph3")  # never trained on: "unseen voices"
 HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd",)
 SPEEDS = (0.75, 0.85, 1.0, 1.0, 1.15, 1.3, 1.45)
-PIPER_SHARE = 0.4  # of the utterances
+PIPER_SHARE = 0.5  # of the utterances
 BENCH_SENTENCE_WORDS = {"bamboo", "lemon", "syrup", "pancakes", "barn", "pasta", "bump"}
 
 
@@ -118,7 +118,8 @@ def labels(phones: tuple[Phoneme, ...], n: int, energy: np.ndarray | None = None
     """
     y = np.full(n, 2, np.int8)  # silence unless a phone covers it
     t = np.arange(n) * bilabial.FRAME_S
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []  # /p b/ frames and where the phone before starts
+    prev_start = 0
     for p in phones:
         a, b = (int(v) for v in np.searchsorted(t, [p.start, p.end]))
         if p.symbol == "_":
@@ -126,15 +127,19 @@ def labels(phones: tuple[Phoneme, ...], n: int, energy: np.ndarray | None = None
         elif p.symbol in ("p", "b", "m"):
             y[a:b] = 1
             if p.symbol != "m":
-                spans.append((a, b))
+                spans.append((a, b, prev_start))
         else:
             y[a:b] = 0
+        prev_start = a
     if energy is not None:
         back = int(round(CLOSURE_LOOKBACK_S / bilabial.FRAME_S))
-        for a, b in spans:
+        for a, b, pa in spans:
+            # a dip: quieter than both the release and the loudest part of the phone before
             release = float(energy[a : min(n, b + 3)].max()) if b + 3 > a else -1e9
+            before = float(energy[pa:a].max()) if a > pa else release
+            limit = min(release, before) - CLOSURE_DROP_DB
             k = a
-            while k > max(0, a - back) and energy[k - 1] < release - CLOSURE_DROP_DB and y[k - 1] != 1:
+            while k > max(0, a - back) and energy[k - 1] < limit and y[k - 1] != 1:
                 k -= 1
             y[k:a] = 1
     return y

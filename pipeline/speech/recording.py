@@ -112,9 +112,9 @@ def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", langu
     from pipeline.media.audio import load_audio, normalize_loudness
 
     mode = resolve_mode(text, timing, language)
-    if mode == "phones" or (mode == "transcript" and timing == "auto" and _english(language)):
+    if mode == "transcript" and timing == "auto" and _english(language):
         from pipeline.speech import workers
 
-        workers.warm_up()  # the workers start while the audio is decoded
+        workers.warm_up()  # a worker will run the forced alignment: start it while the audio is decoded
     clip = normalize_loudness(load_audio(path))
     return time_clip(clip, text=text, timing=timing, language=language)

@@ -25,7 +25,7 @@ def dense_curve(speech: Speech) -> tuple[np.ndarray, list[passes.Closure], list[
 
 
 LOUDNESS_SHARE = 0.8  # how much of the acoustic opening recognised phones may be raised to
-LOUDNESS_DELAY_S = 0.0  # the loudness opening is shifted this much later
+LOUDNESS_DELAY_S = 0.03  # the loudness opening is moved this much later (it leads the vowels)
 
 
 def _with_loudness(curve: np.ndarray, speech: Speech) -> np.ndarray:
