@@ -71,16 +71,15 @@ def request_from_args(args: argparse.Namespace):
 
 def cmd_render(args: argparse.Namespace) -> int:
     from pipeline.render import RenderSession
-    from pipeline.sources import prepare_avatar, speech_for
+    from pipeline.sources import resolve
 
     t0 = time.perf_counter()
     request = request_from_args(args).validate()
     if not request.face.path:
         log.info("no --avatar given: using the bundled sample photo")
-    avatar = prepare_avatar(request.face.path or None, multi_face=request.face.multi_face)
+    avatar, speech = resolve(request)
     for w in avatar.warnings:
         log.warning(w)
-    speech = speech_for(request)
     if request.voice.kind == "audio":
         log.info("speech timing from %s", speech.source)
     progress = _progress_printer()
