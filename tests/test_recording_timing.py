@@ -149,7 +149,7 @@ def test_the_first_segment_comes_before_later_ones_are_analysed(three, monkeypat
 def test_parallel_workers_stream_in_order_and_agree_with_serial(three, two_workers):
     sp, _ = three
     long, _ = _concat([sp, sp, sp], gap=0.8)
-    n = len(segments.split(long.audio))
+    n = len(segments.split(segment_timing._to_16k(long.audio)))  # what iter_segments cuts
     assert n >= 9
     serial = recording.time_clip(long.audio, parallel=False)
     pool = workers.get_pool()

@@ -373,19 +373,19 @@ def iter_segments(
     segments and cores, True forces the pool (when there is one), False runs serially.
     ``spans`` overrides the segmentation (tests).
     """
-    from pipeline.speech import recording, workers
+    from pipeline.speech import modes, workers
 
-    mode = recording.resolve_mode(text, timing, language)
+    mode = modes.resolve_mode(text, timing, language)
     clip16 = _to_16k(clip)
     spans = seg.split(clip16) if spans is None else spans
     if not spans:
         return
     if mode == "transcript":
-        timed = recording.align_transcript(clip, text, timing, language)
+        timed = modes.align_transcript(clip, text, timing, language)
         if timed is not None:
             yield from _cut(timed, spans, clip.duration)
             return
-        mode = recording.resolve_mode("", timing, language)
+        mode = modes.resolve_mode("", timing, language)
     if mode == "acoustic":
         for s in spans:
             yield TimedSegment(s.start, s.end, None, (), "acoustic")
