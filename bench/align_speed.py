@@ -6,7 +6,8 @@ Prints JSON, medians of --repeat runs, all measured in the same run:
 - without a transcript: the per-segment path (``pipeline.speech.segment_timing``) on the
   worker pool (first call, which starts the workers, and warm calls), serially in this
   process, and the time until its first segment is out; next to the old whole-file path
-  (word recognition + its forced alignment + allphone, then gate and dip closures);
+  (word recognition + its forced alignment + allphone, then gate and dip closures; with
+  today's allphone settings, so a little faster than it was);
 - with the transcript: pocketsphinx forced alignment and alignment by espeak-ng synthesis
   (whole recording, as before);
 - real-time factors (seconds of work per second of audio).

@@ -8,11 +8,12 @@ but not /m/, whose murmur is as loud as a vowel's low end. This network looks at
 spectrum around each frame (log-mel bands over +-100 ms) and was trained on speech with
 exact phone times: the bundled Piper voice and espeak-ng's English accents and voice
 variants at several speeds, with noise, gain and tilt added, reading sentences that
-none of the benchmarks use (:mod:`pipeline.speech.bilabial_train`).
+none of the benchmarks use (:mod:`pipeline.speech.bilabial_train`). The silent closure
+before a /p b/ release counts as closed lips.
 
-Inference is a few small matrix products (~10 ms per minute of audio); the weights
-(``bilabial.npz`` next to this file, ~150 KB) load once per process through the model
-cache.
+Inference is a few small matrix products (~0.2 s per minute of audio with the log-mel
+features); the weights (``bilabial.npz`` next to this file, 128 KB) load once per
+process through the model cache. Without the file, timing falls back to loudness dips.
 """
 
 from __future__ import annotations

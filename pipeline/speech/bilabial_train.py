@@ -1,6 +1,6 @@
 """Training of the lip-closure frame classifier in :mod:`pipeline.speech.bilabial`.
 
-    python -m pipeline.speech.bilabial_train [--utterances 1400] [--epochs 24] [--out pipeline/speech/bilabial.npz]
+    python -m pipeline.speech.bilabial_train [--utterances 3600] [--epochs 20] [--out pipeline/speech/bilabial.npz]
 
 Data: speech whose phone times are exact, made here: the bundled Piper voice and
 espeak-ng (its English accents and voice variants, several speeds) reading English
@@ -11,8 +11,11 @@ learns the shape of a closure rather than the synthesiser's exact spectrum. Labe
 10 ms frame: silence, /p b m/, other speech. A few espeak-ng variants are held out of
 training so that ``bench/lipsync_accuracy.py`` can report unseen voices separately.
 
-Training is plain numpy (Adam, cross-entropy weighted towards the rare bilabial class);
-it takes a few minutes on two cores. Not used at run time.
+Training is plain numpy (Adam, cross-entropy weighted towards the rare bilabial class):
+generating the ~960k frames takes about 10 minutes on two cores, each training pass 1-2
+(a first pass on 90 % reports held-out frame scores, the second uses everything). The
+shipped weights: 3600 utterances, half of them Piper, 20 epochs, seed 0; held-out frames
+91.8 % right, /p b m/ frames recall 0.83 / precision 0.71. Not used at run time.
 """
 
 from __future__ import annotations
@@ -202,7 +205,7 @@ def dataset(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------ training
 
 
-def train(x: np.ndarray, y: np.ndarray, *, epochs: int = 24, hidden: tuple[int, int] = (96, 48), seed: int = 0) -> dict[str, np.ndarray]:
+def train(x: np.ndarray, y: np.ndarray, *, epochs: int = 20, hidden: tuple[int, int] = (96, 48), seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     mu = x.mean(0)
     sd = x.std(0) + 1e-3
@@ -272,8 +275,8 @@ def frame_report(net: bilabial.Net, x: np.ndarray, y: np.ndarray) -> dict[str, f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--utterances", type=int, default=1400)
-    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--utterances", type=int, default=3600)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=None, help="npz file to keep the generated data in")
     ap.add_argument("--out", type=Path, default=bilabial.WEIGHTS)
