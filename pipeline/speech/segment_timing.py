@@ -322,9 +322,16 @@ def _parallel(pieces: list[np.ndarray]) -> Iterator[tuple[Phoneme, ...]]:
     is analysed here."""
     from pipeline.speech import workers
 
+    pool = workers.get_pool()
+    it = iter(pieces)
+    # while the workers are still starting (the first call in a process), work here
+    while pool is not None and not pool.ready:
+        x = next(it, None)
+        if x is None:
+            return
+        yield time_segment(x)
     ahead = max(2, workers.worker_count() * IN_FLIGHT_PER_WORKER)
     pending: deque[tuple[Future | None, np.ndarray]] = deque()
-    it = iter(pieces)
     serial = False
     try:
         while True:

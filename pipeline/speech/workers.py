@@ -151,6 +151,7 @@ class Pool:
     def __init__(self, n: int) -> None:
         self.size = n
         self.completed = 0  # tasks answered so far (diagnostics, tests)
+        self.started = 0  # workers that have loaded their models
         self._count_lock = threading.Lock()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._procs: list[_Process | None] = [None] * n
@@ -164,7 +165,14 @@ class Pool:
         p = _Process()
         p.call(INIT_TASK, ())
         self._procs[i] = p
+        with self._count_lock:
+            self.started += 1
         return p
+
+    @property
+    def ready(self) -> bool:
+        """Whether at least one worker has started (callers can work themselves until then)."""
+        return self.started > 0
 
     def _serve(self, i: int) -> None:
         proc: _Process | None = None
