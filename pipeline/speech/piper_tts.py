@@ -135,8 +135,12 @@ def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 
     timed = True
     t = 0.0
     gap = np.zeros(int(SENTENCE_GAP * rate), np.float32)
+    sentences = voice.synthesize(text, syn_config=syn, include_alignments=True)
     with entry.lock:
-        chunks = list(voice.synthesize(text, syn_config=syn, include_alignments=True))
+        # the first step phonemises every sentence with espeak-ng (not thread-safe); the
+        # ONNX inference of the rest may overlap another chunk's
+        first = next(iter(sentences), None)
+    chunks = ([first] if first is not None else []) + list(sentences)
     for i, chunk in enumerate(chunks):
         audio = np.asarray(chunk.audio_float_array, np.float32).reshape(-1)
         if i:
