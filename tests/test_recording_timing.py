@@ -11,7 +11,7 @@ from pipeline.options import RenderOptions, VoiceOptions
 from pipeline.phones import PAUSE
 from pipeline.quality.measure import STABLE_POINTS, MouthTrack
 from pipeline.quality.metrics import bilabial_closure, open_vowel_rate
-from pipeline.speech import recording, segment_timing, segments, workers
+from pipeline.speech import recording, segment_phones, segment_timing, segments, workers
 from pipeline.types import AudioClip, Phoneme, Speech
 
 SENTENCES = (
@@ -113,7 +113,7 @@ def test_joined_phones_are_ordered_and_offset_by_their_segment(three):
     assert len(segs) >= len(SENTENCES)
     clip16 = segment_timing._to_16k(clip)
     for s in segs:
-        alone = segment_timing.time_segment(clip16.slice(s.start, s.end).samples)
+        alone = segment_phones.time_segment(clip16.slice(s.start, s.end).samples)
         shifted = [(p.symbol, round(p.start + s.start, 4), round(min(p.end + s.start, s.end), 4)) for p in alone]
         got = [(p.symbol, round(p.start, 4), round(p.end, 4)) for p in s.phonemes]
         assert got == [x for x in shifted if x[2] > x[1]]
@@ -130,13 +130,13 @@ def test_joined_phones_are_ordered_and_offset_by_their_segment(three):
 def test_the_first_segment_comes_before_later_ones_are_analysed(three, monkeypatch):
     sp, _ = three
     calls: list[int] = []
-    real = segment_timing.time_segment
+    real = segment_phones.time_segment
 
     def counted(samples):
         calls.append(len(samples))
         return real(samples)
 
-    monkeypatch.setattr(segment_timing, "time_segment", counted)
+    monkeypatch.setattr(segment_phones, "time_segment", counted)
     gen = segment_timing.iter_segments(sp.audio, parallel=False)
     first = next(gen)
     assert len(calls) == 1  # only the first segment has been analysed

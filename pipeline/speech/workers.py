@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 WORKERS_ENV = "AVATAR_STUDIO_TIMING_WORKERS"
 MAX_WORKERS = 8  # a recording has few segments; more workers mostly cost start-up
-INIT_TASK = "pipeline.speech.segment_timing:load_models"  # what a new worker loads first
+INIT_TASK = "pipeline.speech.segment_phones:load_models"  # what a new worker loads first
 _HEADER = struct.Struct("<Q")
 
 
