@@ -155,15 +155,23 @@ class RenderSession:
         self.engine = get_engine(opts.engine)
         longest = output_longest(avatar, opts)
         self.compositor = None
+        self.matter = None  # per-frame matting, for engines that do not carry the matte
         if background.composites:
             from pipeline.matting import Compositor
 
             avatar = resized_avatar(avatar, longest)
             opts = dataclasses.replace(opts, size=0)
             progress(0.01, "Separating the person from the background")
-            alpha = person_matte(avatar) if avatar.matte is None else avatar.matte
             self.compositor = Compositor(background, avatar.size, opts.fps)
-            avatar = dataclasses.replace(avatar, image=self.compositor.prepare_still(avatar.image, alpha), matte=alpha)
+            if self.engine.info.carries_matte:
+                # the matte once per photo, carried through the engine's warps as alpha
+                alpha = person_matte(avatar) if avatar.matte is None else avatar.matte
+                still = self.compositor.prepare_still(avatar.image, alpha)
+                avatar = dataclasses.replace(avatar, image=still, matte=alpha)
+            else:  # frames come back RGB: matted one by one, with the matter's temporal state
+                from pipeline.matting import create_matter
+
+                self.matter = create_matter()
         else:
             opts = dataclasses.replace(opts, size=longest)
         self.opts = opts
@@ -186,11 +194,15 @@ class RenderSession:
         """Every output frame in order, composited; progress reported, cancel checked."""
         n, step = self.n_frames, max(1, self.n_frames // 50)
         self.progress(0.02, "Rendering")
+        state = None
         try:
             for i, frame in enumerate(self.engine.render(self.rig, self.tracks, self.speech.audio)):
                 self.cancel.check()
                 if self.compositor is not None:
-                    frame = self.compositor.apply(frame, None, i)
+                    alpha = None  # carried in the frame's fourth channel
+                    if self.matter is not None:
+                        alpha, state = self.matter.matte(frame, state)
+                    frame = self.compositor.apply(frame, alpha, i)
                 self.frames_made = i + 1
                 if i % step == 0 or i == n - 1:
                     self.progress(0.02 + 0.95 * (i + 1) / n, f"Frame {i + 1} of {n}")

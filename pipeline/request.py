@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from pipeline.errors import InvalidOption, InvalidText, UnsupportedMedia
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions, check_fields, opt
 
 TimingMode = Literal["auto", "align", "synth", "phones", "acoustic"]
-TIMING_MODES: tuple[str, ...] = ("auto", "align", "synth", "phones", "acoustic")
+TIMING_MODES: tuple[str, ...] = typing.get_args(TimingMode)  # how a recording's mouth timing is found
 
 
 @dataclass(frozen=True)

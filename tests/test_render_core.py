@@ -214,3 +214,27 @@ def test_cli_renders_the_sample_face_without_avatar(tmp_path, monkeypatch, capsy
     assert out.is_file() and "Wrote" in capsys.readouterr().out
     info = pipeline.export.probe(out)
     assert info["width"] == 256 and info["audio_codec"] == "aac"
+
+
+def test_an_engine_without_the_matte_is_matted_frame_by_frame(monkeypatch, avatar, speech, tmp_path):
+    """The contract: RGB frames from an engine that does not carry the matte still get the
+    new background (the session mattes each frame itself)."""
+    from pipeline import engines
+
+    monkeypatch.setitem(engines.REGISTRY, "fullframe", f"{__name__}:FullFrameEngine")
+    bg = BackgroundOptions(mode="color", color="#00ff00", light_wrap=0.0, color_match=0.0)
+    frames = list(RenderSession(avatar, speech, RenderOptions(engine="fullframe"), bg).frames())
+    assert frames[0].shape == avatar.image.shape
+    corner = frames[0][:20, :20].reshape(-1, 3).mean(0)  # background in the astronaut photo's corner
+    assert corner[1] > 200 and corner[0] < 60 and corner[2] < 60
+    face = avatar.face.landmarks[1, :2].astype(int)  # the nose stays the person's own pixels
+    assert np.abs(frames[0][face[1], face[0]].astype(int) - avatar.image[face[1], face[0]]).max() < 30
+
+
+class FullFrameEngine(ListeningEngine):
+    from pipeline.engines import EngineInfo
+
+    info = EngineInfo("fullframe", sources=("photo",), carries_matte=False)
+
+    def prepare(self, avatar, opts):
+        return avatar.image.copy()
