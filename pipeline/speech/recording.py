@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.speech.modes import TIMING_MODES, is_english, align_transcript, resolve_mode
+from pipeline.speech.modes import TIMING_MODES, align_transcript, is_english, resolve_mode
 from pipeline.types import AudioClip, Speech
 
 __all__ = ["TIMING_MODES", "align_transcript", "load_speech", "resolve_mode", "time_clip"]
