@@ -63,6 +63,14 @@ def render_to_file(
     return session.write(out, export_opts)
 
 
+def speech_segments(audio, text: str = "", timing: str = "auto", language: str = "en"):
+    """The timed speech segments of a decoded recording (an AudioClip), each yielded as soon
+    as it is timed (the first without analysing the rest): for streaming previews."""
+    from pipeline.speech.segment_timing import iter_segments
+
+    return iter_segments(audio, text, timing, language)
+
+
 def voices(language: str = ""):
     """The voice catalogue (``presets/voices.toml``): every voice, or those for one language
     (BCP-47 tag; a bare "en" gives every English region). Best offline choices first."""
@@ -111,5 +119,5 @@ __all__ = [
     "RenderChunk", "RenderOptions", "RenderRequest", "RenderResult", "RenderSession", "Speech", "VoiceOptions",
     "VoiceSource", "download_voice", "engine_names", "expression_presets", "format_info", "load_speech",
     "person_matte", "plan", "prepare_avatar", "render", "render_request", "render_to_file", "resized_avatar",
-    "sample_photo", "still", "synthesize", "voice_languages", "voices",
+    "sample_photo", "speech_segments", "still", "synthesize", "voice_languages", "voices",
 ]

@@ -15,6 +15,8 @@ MODELS = [
     ("espeak-ng data (inside piper-tts / espeakng-loader)", "GPL-3.0-or-later"),
     ("pocketsphinx en-us acoustic model (inside pocketsphinx)", "BSD-2-Clause"),
     ("Astronaut photo (scikit-image data): bundled sample avatar assets/samples/astronaut.jpg", "Public domain (NASA)"),
+    ("Lip-closure classifier weights (pipeline/speech/bilabial.npz), trained here on speech synthesised by the "
+     "Piper joe voice and espeak-ng reading sentences from package documentation", "GPL-3.0-or-later (with the code)"),
     ("Canonical face geometry (pipeline/face/_canonical_data.py), measured with FaceMesh on the astronaut and "
      "matplotlib's Grace Hopper sample photo", "Public domain (NASA, US Navy) photos; data GPL-3.0-or-later with the code"),
 ]

@@ -9,11 +9,11 @@ import logging
 from typing import Literal
 
 from pipeline.errors import PipelineError
+from pipeline.request import TIMING_MODES
 from pipeline.types import AudioClip, Phoneme, Word
 
 log = logging.getLogger(__name__)
 
-TIMING_MODES = ("auto", "align", "synth", "phones", "acoustic")
 Mode = Literal["transcript", "phones", "acoustic"]
 
 
