@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline import timing
-from pipeline.types import MOUTH_CHANNELS, Speech, Tracks
+from pipeline.types import MOUTH_CHANNELS, AudioClip, Speech, Tracks
 from pipeline.visemes import acoustic, passes
 
 
@@ -18,10 +18,39 @@ def dense_curve(speech: Speech) -> tuple[np.ndarray, list[passes.Closure], list[
         curve = passes.smooth(curve)
         if speech.source == "phones":
             curve = _with_loudness(curve, speech)
+            cl = cl + silent_closures(speech.audio)
         curve = passes.apply_closures(curve, cl)
         return curve, cl, passes.peaks(keys)
     curve, cl = acoustic.estimate(speech.audio)
     return curve, cl, []
+
+
+SILENT_DB = 50.0  # audio this far below the speech level (or under -65 dBFS) is silence
+SILENT_MIN_S = 0.12  # silences at least this long close the lips (as pauses of a transcript do)
+SILENT_MARGIN_S = 0.04  # the lips close this long after a silence starts and open this long before it ends
+
+
+def silent_closures(audio: AudioClip) -> list[passes.Closure]:
+    """Closures over stretches where the recording is silent, whatever the recogniser
+    heard there (timing without a transcript can run a phone on into the pause)."""
+    hop = int(round(audio.rate / passes.RATE))
+    x = np.asarray(audio.samples, np.float32)
+    n = len(x) // hop
+    if n < 2:
+        return []
+    rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    db = 20.0 * np.log10(rms)
+    loud = float(np.percentile(db, 95))
+    quiet = db < max(loud - SILENT_DB, -65.0)
+    out: list[passes.Closure] = []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    for a, b in zip(edges[::2], edges[1::2]):
+        t0, t1 = a / passes.RATE, b / passes.RATE
+        if t1 - t0 >= SILENT_MIN_S:
+            start = t0 if a == 0 else t0 + SILENT_MARGIN_S
+            end = t1 + 1.0 if b == n else t1 - SILENT_MARGIN_S
+            out.append(passes.Closure(start, end))
+    return out
 
 
 LOUDNESS_SHARE = 0.8  # how much of the acoustic opening recognised phones may be raised to
