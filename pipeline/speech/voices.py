@@ -285,47 +285,23 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
     voice = resolve(opts.voice)
     eng = engine(voice.engine)
     script = txt.parse_script(text, opts.max_chars)
-    # the plan: pauses and engine chunks in order (a chunk is (piece, said, origin, a, b))
-    plan: list[float | tuple] = []
+    parts: list[Chunk | float] = []  # chunks, and pauses in seconds
+    marks: list[tuple[int, int, float]] = []  # (part index, character index in Script.text, time in the chunk)
     for piece in script.pieces:
         if piece.pause:
-            plan.append(piece.pause)
+            parts.append(piece.pause)
             continue
         said, origin = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
         for a, b in txt.chunk_spans(said):
-            if plan and isinstance(plan[-1], tuple):
-                plan.append(eng.sentence_gap(opts.speed))
-            plan.append((piece, said, origin, a, b))
-    jobs = [item for item in plan if isinstance(item, tuple)]
-    spoken = iter(_speak_all(eng, [said[a:b] for _, said, _, a, b in jobs], voice.engine_voice, opts.speed))
-    parts: list[Chunk | float] = []  # chunks, and pauses in seconds
-    marks: list[tuple[int, int, float]] = []  # (part index, character index in Script.text, time in the chunk)
-    for item in plan:
-        if not isinstance(item, tuple):
-            parts.append(item)
-            continue
-        piece, said, origin, a, b = item
-        chunk = next(spoken)
-        for i, t in chunk.words:
-            k = a + i
-            pos = origin[min(k, len(origin) - 1)] if origin is not None else min(k, len(piece.text))
-            marks.append((len(parts), piece.offset + pos, t))
-        parts.append(chunk)
+            if parts and isinstance(parts[-1], Chunk):
+                parts.append(eng.sentence_gap(opts.speed))
+            chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed)
+            for i, t in chunk.words:
+                k = a + i
+                pos = origin[min(k, len(origin) - 1)] if origin is not None else min(k, len(piece.text))
+                marks.append((len(parts), piece.offset + pos, t))
+            parts.append(chunk)
     return _join(script.text, parts, marks, voice)
-
-
-SPEAKERS = 2  # engine chunks spoken at once (the engines serialise what is not thread-safe)
-
-
-def _speak_all(eng, texts: list[str], engine_voice: str, speed: float) -> list[Chunk]:
-    """Every chunk spoken, in order; two at a time, so one chunk's inference overlaps the
-    other's phonemisation and bookkeeping on two cores."""
-    if len(texts) < 2:
-        return [eng.synthesize_chunk(t, engine_voice, speed) for t in texts]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(SPEAKERS, thread_name_prefix="tts") as pool:
-        return list(pool.map(lambda t: eng.synthesize_chunk(t, engine_voice, speed), texts))
 
 
 def _join(text: str, parts: list, marks: list[tuple[int, int, float]], voice: Voice) -> Speech:
