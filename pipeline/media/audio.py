@@ -24,7 +24,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from scipy import signal
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from pipeline.errors import InvalidOption, SilentAudio, UnsupportedMedia
@@ -174,7 +173,9 @@ def _decode_stream(
                 log.warning("%s: sample rate changes mid-stream (%d -> %d Hz)", name, out_rate, rate)
                 warned_rate = True
             ratio = Fraction(out_rate, rate)
-            mono = signal.resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
+            from scipy.signal import resample_poly  # imported here: scipy.signal is slow to import
+
+            mono = resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
 
         # Timestamps, when the decoder gives them, reveal dropped packets: fill with silence.
         if frame.pts is not None and frame.time_base is not None:
@@ -331,7 +332,9 @@ def resample(clip: AudioClip, rate: int) -> AudioClip:
     if n == 0:
         return AudioClip(np.zeros(0, dtype=np.float32), rate)
     ratio = Fraction(rate, clip.rate)
-    y = signal.resample_poly(clip.samples.astype(np.float32, copy=False), ratio.numerator, ratio.denominator)
+    from scipy.signal import resample_poly
+
+    y = resample_poly(clip.samples.astype(np.float32, copy=False), ratio.numerator, ratio.denominator)
     if len(y) < n_out:  # resample_poly returns ceil(n * up / down) >= n_out; guard anyway
         y = np.pad(y, (0, n_out - len(y)))
     y = np.clip(y[:n_out], -1.0, 1.0).astype(np.float32, copy=False)
@@ -370,7 +373,9 @@ def integrated_loudness(clip: AudioClip) -> float:
     x = np.asarray(clip.samples, dtype=np.float64)
     if x.size == 0 or clip.rate <= 0:
         return -math.inf
-    y = signal.sosfilt(_k_weighting_sos(clip.rate), x)
+    from scipy.signal import sosfilt
+
+    y = sosfilt(_k_weighting_sos(clip.rate), x)
     block = int(round(0.4 * clip.rate))
     hop = int(round(0.1 * clip.rate))
     if len(y) <= block:
