@@ -159,3 +159,18 @@ def test_held_music_without_voice_does_not_move_the_mouth():
     jaw = build_mouth_tracks(speech, 25).get("jaw")
     assert jaw[:20].max() < 0.15 and jaw[-20:].max() < 0.15  # chord alone: mouth still
     assert jaw[27:48].max() > 0.3  # the voice over it opens the mouth
+
+
+def test_a_vowel_squeezed_between_bilabials_still_opens_one_frame():
+    """Fast speech: a 15 ms /æ/ whose only frame (10, 0.40-0.44 s) belongs to the /m/ closure
+    after it; the /m/ keeps frames 11-12, so frame 10 is borrowed and opened."""
+    from pipeline.types import AudioClip, Phoneme, Speech
+
+    phones = (
+        Phoneme("_", 0.0, 0.3), Phoneme("b", 0.3, 0.4), Phoneme("æ", 0.4, 0.415), Phoneme("m", 0.415, 0.6),
+        Phoneme("u", 0.6, 0.8), Phoneme("_", 0.8, 1.2),
+    )
+    speech = Speech(AudioClip(np.zeros(19200, np.float32), 16000), phones, source="piper")
+    gap = build_mouth_tracks(speech, 25.0).get("gap")
+    assert gap[10] >= 0.4  # the vowel opens on a frame of its own
+    assert gap[7] == gap[8] == 0.0 and gap[11] == gap[12] == 0.0  # both bilabials still close

@@ -241,6 +241,25 @@ def _frames_for(start: float, end: float, starts: np.ndarray, centers: np.ndarra
     return hit
 
 
+def _borrow_frame(
+    center: float, span: np.ndarray, closed: np.ndarray, owners: list[np.ndarray], centers: np.ndarray
+) -> np.ndarray:
+    """The frame nearest ``center`` among ``span`` (or its neighbours) that every closure
+    holding it can give up and still keep a closed frame of its own; it is opened (removed
+    from ``closed`` and its owners). Empty when no closure can spare one."""
+    idx = np.flatnonzero(span)
+    if len(idx):
+        idx = np.unique(np.clip(np.concatenate([idx, idx - 1, idx + 1]), 0, len(closed) - 1))
+    for j in idx[np.argsort(np.abs(centers[idx] - center))]:
+        holders = [m for m in owners if m[j]]
+        if all(m.sum() > 1 for m in holders):
+            for m in holders:
+                m[j] = False
+            closed[j] = False
+            return np.array([j])
+    return np.zeros(0, int)
+
+
 def sample(
     curve: np.ndarray,
     fps: float,
@@ -261,12 +280,16 @@ def sample(
     ib = np.maximum(ib, ia + 1)
     frames = ((c[ib] - c[ia]) / (ib - ia)[:, None]).astype(np.float32)
     centers = 0.5 * (starts[:-1] + starts[1:])
+    owners = [_frames_for(cz.start, cz.end, starts, centers) for cz in cl]
     closed = np.zeros(n_frames, bool)
-    for cz in cl:
-        closed |= _frames_for(cz.start, cz.end, starts, centers)
+    for mask in owners:
+        closed |= mask
     # a short vowel squeezed between closures still opens the mouth on one frame
     for p in pk:
-        hit = np.flatnonzero(_frames_for(p.start, p.end, starts, centers) & ~closed)
+        span = _frames_for(p.start, p.end, starts, centers)
+        hit = np.flatnonzero(span & ~closed)
+        if not len(hit):  # every frame it touches is some closure's: borrow one that can spare it
+            hit = _borrow_frame(0.5 * (p.start + p.end), span, closed, owners, centers)
         for ch, want in ((CH["jaw"], p.jaw), (CH["gap"], p.gap)):
             have = float(frames[hit, ch].max()) if len(hit) else want
             if have < want:  # scale the vowel's frames up, keeping their shape
