@@ -182,6 +182,8 @@ class VoiceOptions:
                      "a Piper voice name or a .onnx path")
     speed: float = opt(1.0, "speaking rate multiplier: 0.5 (slow) .. 2.0 (fast)", range=(0.5, 2.0), step=0.05,
                        label="Speaking rate")
+    variation: float = opt(1.0, "natural variation of a neural voice: 1 as trained .. 0 the same audio for the "
+                           "same text every time (a little flatter)", range=(0.0, 1.0), step=0.05)
     max_chars: int = opt(20000, "longest text accepted for one render", range=(1, 1_000_000))
     normalize: bool = opt(True, "rewrite what engines misread before speaking: titles (Dr.), money ($5.50), "
                           "numeric dates (3/14/2024)")

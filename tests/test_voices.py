@@ -284,9 +284,9 @@ def test_three_minute_script_is_spoken_chunk_by_chunk(monkeypatch):
     calls: list[str] = []
     real = espeak_tts.synthesize_chunk
 
-    def counted(chunk: str, voice: str, speed: float = 1.0):
+    def counted(chunk: str, voice: str, speed: float = 1.0, variation: float = 1.0):
         calls.append(chunk)
-        return real(chunk, voice, speed)
+        return real(chunk, voice, speed, variation)
 
     monkeypatch.setattr(espeak_tts, "synthesize_chunk", counted)
     speech = say(script, "espeak:en-us")

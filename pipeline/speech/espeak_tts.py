@@ -303,10 +303,11 @@ def sentence_gap(speed: float = 1.0) -> float:
     return round(0.31 * (DEFAULT_WPM / wpm_for(speed)) ** 1.6, 3)
 
 
-def synthesize_chunk(text: str, voice: str, speed: float = 1.0):
+def synthesize_chunk(text: str, voice: str, speed: float = 1.0, variation: float = 1.0):
     """One chunk of text spoken by espeak-ng voice ``voice`` (a language code such as
     ``de`` or ``pt-br``): a :class:`pipeline.speech.base.Chunk` with float32 audio,
-    phones and word marks (character index in ``text``, start time)."""
+    phones and word marks (character index in ``text``, start time). espeak-ng is
+    deterministic: ``variation`` changes nothing."""
     entry = library()
     lib: Library = entry.model
     with entry.lock:

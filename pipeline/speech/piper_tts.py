@@ -117,10 +117,11 @@ def sentence_gap(speed: float = 1.0) -> float:
     return SENTENCE_GAP
 
 
-def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 1.0):
+def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 1.0, variation: float = 1.0):
     """Speak one chunk of text: a :class:`pipeline.speech.base.Chunk` (no word marks).
 
     Piper splits the chunk into sentences itself; they are joined with ``SENTENCE_GAP``.
+    ``variation`` scales Piper's sampling noise: 1 as trained, 0 the same audio every time.
     Phones are None when the voice gives no alignments (the acoustic path then times
     the mouth).
     """
@@ -129,7 +130,12 @@ def synthesize_chunk(text: str, voice_name: str = BUNDLED_VOICE, speed: float = 
     entry = load_voice(voice_name)
     voice = entry.model
     rate = int(voice.config.sample_rate)
-    syn = SynthesisConfig(length_scale=1.0 / max(0.25, min(4.0, speed)))
+    # variation scales the voice's own sampling noise (prosody and durations); 0 repeats exactly
+    syn = SynthesisConfig(
+        length_scale=1.0 / max(0.25, min(4.0, speed)),
+        noise_scale=float(voice.config.noise_scale) * variation,
+        noise_w_scale=float(voice.config.noise_w_scale) * variation,
+    )
     pieces: list[np.ndarray] = []
     phones: list[Phoneme] = []
     timed = True

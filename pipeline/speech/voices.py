@@ -13,7 +13,7 @@ named by id in ``VoiceOptions.voice``:
 :func:`synthesize` turns a script into one :class:`Speech`: pause marks become exact
 silences, the text is normalised for the voice's language and cut into sentence chunks,
 each chunk is one engine call, and the chunks' audio, phones and word times are joined
-with running offsets. Engines are modules with ``synthesize_chunk(text, voice, speed)
+with running offsets. Engines are modules with ``synthesize_chunk(text, voice, speed, variation)
 -> Chunk`` and ``sentence_gap(speed) -> seconds``, imported on first use.
 """
 
@@ -295,7 +295,7 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
         for a, b in txt.chunk_spans(said):
             if parts and isinstance(parts[-1], Chunk):
                 parts.append(eng.sentence_gap(opts.speed))
-            chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed)
+            chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
             for i, t in chunk.words:
                 k = a + i
                 pos = origin[min(k, len(origin) - 1)] if origin is not None else min(k, len(piece.text))
