@@ -174,3 +174,11 @@ def test_a_vowel_squeezed_between_bilabials_still_opens_one_frame():
     gap = build_mouth_tracks(speech, 25.0).get("gap")
     assert gap[10] >= 0.4  # the vowel opens on a frame of its own
     assert gap[7] == gap[8] == 0.0 and gap[11] == gap[12] == 0.0  # both bilabials still close
+
+
+def test_frames_with_touching_lips_never_ask_for_an_open_jaw():
+    curve = np.zeros((400, len(passes.CH)), np.float32)
+    curve[:, passes.CH["jaw"]] = 0.47  # e.g. a loudness-driven opening over a recognised pause
+    frames = passes.sample(curve, 25.0, 50)
+    assert frames[:, passes.CH["gap"]].max() == 0.0
+    assert frames[:, passes.CH["jaw"]].max() <= passes.TOUCHING_JAW

@@ -90,6 +90,7 @@ def pauses(keys: Sequence[Key]) -> list[Key]:
 
 ANTICIPATION = 0.05  # s; lips start closing for /p b m/ this much before the phone
 DECAY = 0.045  # s; time constant of a phone's influence outside its span
+TOUCHING_JAW = 0.08  # most jaw opening on a frame whose lips touch (the engine seals up to ~0.12)
 INFLUENCE = 20.0  # time constants after which a phone's influence (< e^-20) is left out
 
 
@@ -298,4 +299,8 @@ def sample(
     frames[closed, CH["jaw"]] = np.minimum(frames[closed, CH["jaw"]], 0.05)
     frames[closed, CH["teeth"]] = 0.0
     frames[closed, CH["tongue"]] = 0.0
+    # lips that touch hold the jaw nearly shut, whatever raised it (e.g. a loudness-driven
+    # opening over a recognised pause): a touching frame never asks for a wide jaw
+    touching = frames[:, CH["gap"]] <= 1e-3
+    frames[touching, CH["jaw"]] = np.minimum(frames[touching, CH["jaw"]], TOUCHING_JAW)
     return np.clip(frames, 0.0, 1.0)
