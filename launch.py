@@ -70,20 +70,18 @@ def request_from_args(args: argparse.Namespace):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from pipeline.render import RenderSession
-    from pipeline.sources import resolve
+    from pipeline.render import session_for
 
     t0 = time.perf_counter()
-    request = request_from_args(args).validate()
+    request = request_from_args(args)
     if not request.face.path:
         log.info("no --avatar given: using the bundled sample photo")
-    avatar, speech = resolve(request)
-    for w in avatar.warnings:
+    session = session_for(request, progress=_progress_printer())
+    speech = session.speech
+    for w in session.avatar.warnings:
         log.warning(w)
     if request.voice.kind == "audio":
         log.info("speech timing from %s", speech.source)
-    progress = _progress_printer()
-    session = RenderSession(avatar, speech, request.render, request.background, progress=progress)
     result = session.write(args.out, request.export_alpha)
     if args.phonemes_out and speech.phonemes:
         from pipeline.quality import save_phonemes

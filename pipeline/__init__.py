@@ -35,8 +35,9 @@ from pipeline.render import (
     no_progress,
     plan,
     render_request,
+    session_for,
 )
-from pipeline.request import FaceSource, RenderRequest, VoiceSource, check_transparency
+from pipeline.request import FaceSource, RenderRequest, VoiceSource, check_transparency, export_for
 from pipeline.sources import load_speech, person_matte, prepare_avatar, resized_avatar, sample_photo, synthesize
 from pipeline.types import Avatar, Frame, Speech, Tracks
 
@@ -117,7 +118,8 @@ def engine_names() -> list[str]:
 __all__ = [
     "Avatar", "BackgroundOptions", "CancelToken", "Cancelled", "ExportOptions", "FaceSource", "PipelineError",
     "RenderChunk", "RenderOptions", "RenderRequest", "RenderResult", "RenderSession", "Speech", "VoiceOptions",
-    "VoiceSource", "download_voice", "engine_names", "expression_presets", "format_info", "load_speech",
-    "person_matte", "plan", "prepare_avatar", "render", "render_request", "render_to_file", "resized_avatar",
-    "sample_photo", "speech_segments", "still", "synthesize", "voice_languages", "voices",
+    "VoiceSource", "download_voice", "engine_names", "export_for", "expression_presets", "format_info",
+    "load_speech", "person_matte", "plan", "prepare_avatar", "render", "render_request", "render_to_file",
+    "resized_avatar", "sample_photo", "session_for", "speech_segments", "still", "synthesize", "voice_languages",
+    "voices",
 ]

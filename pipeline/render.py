@@ -258,15 +258,21 @@ class RenderSession:
             self.compositor.close()
 
 
-def render_request(
-    request, out: str | Path, *, progress: Progress = no_progress, cancel: CancelToken | None = None
-) -> RenderResult:
+def session_for(
+    request, *, progress: Progress = no_progress, cancel: CancelToken | None = None
+) -> RenderSession:
     """Validate ``request`` (a :class:`~pipeline.request.RenderRequest`), make its avatar and
-    speech, and render it to ``out``."""
+    speech, and open the render session for them."""
     from pipeline.sources import resolve
 
     request.validate()
     progress(0.0, "Finding the face")
     avatar, speech = resolve(request)
-    session = RenderSession(avatar, speech, request.render, request.background, progress=progress, cancel=cancel)
-    return session.write(out, request.export_alpha)
+    return RenderSession(avatar, speech, request.render, request.background, progress=progress, cancel=cancel)
+
+
+def render_request(
+    request, out: str | Path, *, progress: Progress = no_progress, cancel: CancelToken | None = None
+) -> RenderResult:
+    """Render ``request`` to ``out`` (see :func:`session_for`)."""
+    return session_for(request, progress=progress, cancel=cancel).write(out, request.export_alpha)

@@ -91,10 +91,8 @@ class RenderRequest:
 
     @property
     def export_alpha(self) -> ExportOptions:
-        """The export options with alpha on when the background is transparent (and the format keeps it)."""
-        if self.background.mode == "transparent" and not self.export.alpha:
-            return dataclasses.replace(self.export, alpha=True)
-        return self.export
+        """The export options with alpha on when the background is transparent (see :func:`export_for`)."""
+        return export_for(self.background, self.export)
 
     # ------------------------------------------------------------------ JSON
 
@@ -126,6 +124,15 @@ class RenderRequest:
         except json.JSONDecodeError as exc:
             raise InvalidOption(f"The render request is not valid JSON: {exc}.") from exc
         return cls.from_dict(data)
+
+
+def export_for(background: BackgroundOptions, export: ExportOptions) -> ExportOptions:
+    """``export`` with alpha on when the background is transparent and the format keeps it."""
+    if background.mode != "transparent" or export.alpha:
+        return export
+    from pipeline.export.formats import format_info
+
+    return dataclasses.replace(export, alpha=True) if format_info(export.format).supports_alpha else export
 
 
 def check_transparency(background: BackgroundOptions, export: ExportOptions) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 import gradio as gr
 import numpy as np
 
-from pipeline import CancelToken, format_info
+from pipeline import CancelToken, export_for, format_info
 from pipeline.errors import PipelineError
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import options_from_values
@@ -284,8 +284,6 @@ class Handlers:
             f"**{name}** is downloaded and works offline from now on.",
         )
 
-    # ------------------------------------------------------------------ render
-
     # ------------------------------------------------------------------ stop
 
     def _start(self, request: gr.Request | None) -> CancelToken:
@@ -308,6 +306,8 @@ class Handlers:
             return "Nothing is rendering."
         token.cancel()
         return "Stopping…"
+
+    # ------------------------------------------------------------------ render
 
     def render_example(self, image: str | None, text: str | None, progress: gr.Progress = gr.Progress()):
         """One click on an example: render its photo and text with every default option."""
@@ -348,8 +348,7 @@ class Handlers:
             opts = options_from_values(RenderOptions, groups["render"])
             export_opts = options_from_values(ExportOptions, groups["export"])
             background = options_from_values(BackgroundOptions, groups["bg"])
-            if background.mode == "transparent" and format_info(export_opts.format).supports_alpha:
-                export_opts = dataclasses.replace(export_opts, alpha=True)
+            export_opts = export_for(background, export_opts)
         except ValueError as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
         progress(0.0, desc="Finding the face")
