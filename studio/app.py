@@ -293,11 +293,14 @@ def internet_available(host: str = "api.gradio.app", port: int = 443, timeout: f
     return bool(ok)
 
 
-def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
-    """Serve the studio (blocks until interrupted)."""
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, extra: dict | None = None) -> None:
+    """Serve the studio and the routers of :mod:`studio.server` on one port (blocks until interrupted)."""
+    from studio import server
+
     if share and not internet_available():
         log.warning("No internet connection: serving locally only, without a public share link.")
         share = False
+    config = server.ServerConfig(host=host, port=port, share=share, extra=dict(extra or {}))
     demo = build_ui()
     demo.queue(default_concurrency_limit=1)
     demo.launch(
@@ -308,4 +311,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> No
         theme=THEME,
         css=CSS,
         footer_links=["api", "settings"],
+        prevent_thread_lock=True,
     )
+    server.include(demo.app, config)
+    try:
+        demo.block_thread()
+    finally:
+        server.shutdown()
