@@ -111,10 +111,65 @@ def cmd_visemes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_system(args: argparse.Namespace, role: str, executor_id: str | None = None):
+    """The JobSystem the top-level options describe (not started)."""
+    from pipeline.jobs import JobSystem, data_dir
+
+    return JobSystem(
+        data_dir(args.data_dir), database_url=args.database_url or os.environ.get("AVATAR_STUDIO_DATABASE_URL"),
+        workers=args.workers, executor_id=executor_id, role=role,
+        queue_limit=getattr(args, "queue_limit", None), webhook_secret=getattr(args, "webhook_secret", None),
+    )
+
+
+def _extra(args: argparse.Namespace) -> dict:
+    """Top-level options for the studio's routers (ServerConfig.extra)."""
+    keys = ("data_dir", "workers", "database_url", "queue_limit", "api_key", "webhook_secret", "allow_open_api",
+            "max_upload_mb", "max_text_chars", "max_csv_rows")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
 def cmd_studio(args: argparse.Namespace) -> int:
+    from studio import server
     from studio.app import launch
 
-    launch(host=args.host, port=args.port, share=args.share)
+    jobs = _job_system(args, "studio")
+    jobs.start()  # resumes queued and running jobs; pipeline.jobs.current() for the Jobs tab and the API
+    server.SHUTDOWN.append(jobs.stop)
+    extra = {**_extra(args), "data_dir": str(jobs.data_dir)}
+    launch(host=args.host, port=args.port, share=args.share, extra=extra)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from pipeline.jobs.batch import plan_batch, run_batch
+
+    jobs = _job_system(args, "batch")
+    max_rows = getattr(args, "max_csv_rows", None)
+    plan = plan_batch(args.csv, args.avatar or None, args.out_dir, max_rows=max_rows)  # every row checked first
+    jobs.start()
+    try:
+        return run_batch(jobs, plan)
+    finally:
+        jobs.stop()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A headless executor: renders jobs from the shared queue until interrupted."""
+    import signal
+    import threading
+
+    jobs = _job_system(args, "worker", executor_id=args.executor_id or None)
+    jobs.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("worker %s: %d render(s) at a time from %s; Ctrl+C stops", jobs.executor_id, max(1, jobs.workers),
+             "PostgreSQL" if jobs.database_url else jobs.system_database_url)
+    try:
+        stop.wait()
+    finally:
+        jobs.stop()
     return 0
 
 
@@ -128,6 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="studio: address to serve on")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), help="studio: port")
     p.add_argument("--share", action="store_true", help="studio: also open a temporary public share link")
+    p.add_argument("--data-dir", default=None,
+                   help="jobs: where the job database, inputs and outputs live (default: $AVATAR_STUDIO_HOME, "
+                   "/data on a Hugging Face Space, else the user data folder)")
+    p.add_argument("--workers", type=int, default=1, help="jobs: renders at a time in this process (default: 1)")
+    p.add_argument("--database-url", default=None,
+                   help="jobs: PostgreSQL URL shared by several executors (default: SQLite in the data dir; "
+                   "or $AVATAR_STUDIO_DATABASE_URL)")
+    p.add_argument("--queue-limit", type=int, default=None,
+                   help="API/jobs: queued + running jobs accepted; past it POST /api/v1/renders answers 429 with "
+                   "Retry-After (default: no limit)")
+    p.add_argument("--api-key", default=os.environ.get("AVATAR_STUDIO_API_KEY") or None,
+                   help="API: every /api/v1 request needs 'Authorization: Bearer KEY' (default: "
+                   "$AVATAR_STUDIO_API_KEY; without a key, a non-loopback server keeps /api/v1 off)")
+    p.add_argument("--webhook-secret", default=os.environ.get("AVATAR_STUDIO_WEBHOOK_SECRET") or None,
+                   help="webhooks: Standard Webhooks signing secret whsec_... (default: "
+                   "$AVATAR_STUDIO_WEBHOOK_SECRET, else one generated and kept in the data dir)")
+    p.add_argument("--allow-open-api", action="store_true",
+                   help="API: serve /api/v1 without a key on a non-loopback address (anyone who reaches it can render)")
+    p.add_argument("--max-upload-mb", type=float, default=None,
+                   help="API: largest request body (all uploaded files) in MB; over it: 413 (default: 50)")
+    p.add_argument("--max-text-chars", type=int, default=None,
+                   help="API: longest script one render accepts (default: 20000)")
+    p.add_argument("--max-csv-rows", type=int, default=None, help="batch: most rows one CSV may have")
     sub = p.add_subparsers(dest="command")
     r = sub.add_parser("render", help="render one video from a face and a voice")
     voice_help = {sp.name: sp for sp in specs(VoiceSource)}
@@ -165,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.quality.cli import add_eval_parser
 
     add_eval_parser(sub)
+    b = sub.add_parser("batch", help="render every row of a CSV (name,text|audio,voice,language,options...)")
+    b.add_argument("csv", help="the CSV: a header line, then one row per video")
+    b.add_argument("--avatar", default="", help="the presenter photo for every row (default: the sample face)")
+    b.add_argument("--out-dir", required=True, help="folder for the videos and batch-summary.csv")
+    b.add_argument("--workers", type=int, default=argparse.SUPPRESS, help="renders at a time (default: 1)")
+    b.set_defaults(func=cmd_batch)
+    w = sub.add_parser("worker", help="a headless executor for the shared job queue (PostgreSQL)")
+    w.add_argument("--database-url", default=argparse.SUPPRESS, help="postgresql://user@host:port/db")
+    w.add_argument("--workers", type=int, default=argparse.SUPPRESS, help="renders at a time (default: 1)")
+    w.add_argument("--executor-id", default="",
+                   help="stable id of this executor (default: worker-<hostname>); unique per process, the same "
+                   "after a restart so that it resumes its own interrupted jobs")
+    w.set_defaults(func=cmd_worker)
     s = sub.add_parser("studio", help="serve the studio (the default)")
     s.set_defaults(func=cmd_studio)
     return p
