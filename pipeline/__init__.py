@@ -24,6 +24,8 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.export.formats import format_info
+from pipeline.live import LIMITER as LIVE_LIMITER
+from pipeline.live import TooManySessions
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from pipeline.render import (
     CancelToken,
@@ -72,6 +74,28 @@ def speech_segments(audio, text: str = "", timing: str = "auto", language: str =
     return iter_segments(audio, text, timing, language)
 
 
+def live_text_parts(text: str, opts: VoiceOptions = VoiceOptions()):
+    """A script as speech parts, sentence by sentence, for a streamed render (see pipeline.live.stream)."""
+    from pipeline.live.stream import text_parts
+
+    return text_parts(text, opts)
+
+
+def live_recording_parts(path: str | Path, text: str = "", timing: str = "auto", language: str = "en"):
+    """A recording as speech parts, segment by segment, for a streamed render."""
+    from pipeline.live.stream import recording_parts
+
+    return recording_parts(path, text, timing, language)
+
+
+def stream_preview(avatar: Avatar, parts, folder: str | Path, opts: RenderOptions = RenderOptions(),
+                   background: BackgroundOptions = BackgroundOptions(), **kwargs):
+    """Render speech parts into playable chunk files as they come (pipeline.live.stream.StreamPreview)."""
+    from pipeline.live.stream import stream_preview as preview
+
+    return preview(avatar, parts, folder, opts, background, **kwargs)
+
+
 def voices(language: str = ""):
     """The voice catalogue (``presets/voices.toml``): every voice, or those for one language
     (BCP-47 tag; a bare "en" gives every English region). Best offline choices first."""
@@ -108,6 +132,35 @@ def still(avatar: Avatar) -> np.ndarray:
     return landmarks_overlay(avatar)
 
 
+def mic_router():
+    """The mic avatar's WebSocket routes (a FastAPI APIRouter for the studio's own port)."""
+    from pipeline.live.transport import router
+
+    return router()
+
+
+def offer_mic_session(avatar: Avatar, owner: str = "", **opts) -> str:
+    """Reserve a live slot for a mic-driven session of ``avatar`` (``opts``: MicOptions
+    fields); returns the token the page's connection presents. TooManySessions past the limit."""
+    from pipeline.live.mic import MicOptions, offer_session
+
+    return offer_session(avatar, MicOptions(**opts), owner=owner)
+
+
+def stop_mic_sessions(owner: str) -> int:
+    """End the mic sessions (and offers) of ``owner``, a browser tab; returns how many."""
+    from pipeline.live.mic import stop_owner
+
+    return stop_owner(owner)
+
+
+def api_router(host: str = "127.0.0.1", share: bool = False, extra: dict | None = None):
+    """The HTTP API's routes (``/api/v1``, ``/metrics``): a FastAPI APIRouter for the studio's own port."""
+    from pipeline.api import router
+
+    return router(host=host, share=share, extra=extra)
+
+
 def engine_names() -> list[str]:
     """The registered animator names."""
     from pipeline.engines import names
@@ -116,10 +169,13 @@ def engine_names() -> list[str]:
 
 
 __all__ = [
+    "LIVE_LIMITER", "TooManySessions", "live_recording_parts", "live_text_parts", "stream_preview",
     "Avatar", "BackgroundOptions", "CancelToken", "Cancelled", "ExportOptions", "FaceSource", "PipelineError",
     "RenderChunk", "RenderOptions", "RenderRequest", "RenderResult", "RenderSession", "Speech", "VoiceOptions",
     "VoiceSource", "download_voice", "engine_names", "export_for", "expression_presets", "format_info",
     "load_speech", "person_matte", "plan", "prepare_avatar", "render", "render_request", "render_to_file",
     "resized_avatar", "sample_photo", "session_for", "speech_segments", "still", "synthesize", "voice_languages",
     "voices",
+    "mic_router", "offer_mic_session", "stop_mic_sessions",  # the mic-driven live avatar
+    "api_router",  # the HTTP API
 ]

@@ -59,3 +59,23 @@ def shutdown() -> None:
             stop()
         except Exception:  # noqa: BLE001 - one failing stop must not keep the others from running
             log.exception("shutdown hook %r failed", stop)
+
+
+def _live_mic(config: ServerConfig) -> APIRouter | None:
+    """The mic-driven live avatar's WebSocket (``/live/mic/ws/{token}``)."""
+    import pipeline
+
+    return pipeline.mic_router()
+
+
+MOUNTS.append(_live_mic)
+
+
+def _http_api(config: ServerConfig) -> APIRouter | None:
+    """The HTTP API (``/api/v1``, ``/metrics``): key, bind rule and limits from ``config``."""
+    import pipeline
+
+    return pipeline.api_router(host=config.host, share=config.share, extra=config.extra)
+
+
+MOUNTS.append(_http_api)
