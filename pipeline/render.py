@@ -16,6 +16,14 @@ background. ``progress(fraction, message)`` is called as frames are made; ``canc
 Chunks partition both streams exactly: chunk ``k`` holds frames ``[a, b)`` and audio
 samples ``[round(a / fps * rate), round(b / fps * rate))`` (the last chunk runs to the end
 of the audio), so concatenated chunks equal what a file render writes, sample for sample.
+
+Speech that arrives in parts (sentence-wise TTS, a recording timed segment by segment)
+renders through the same session: pass an iterable of Speech parts instead of one Speech
+(``RenderSession(avatar, parts, ...)``). Each part is planned when it arrives by a
+:class:`pipeline.live.plan.PartPlanner` (state continuous across parts, frame count of
+the whole ``round(total duration * fps)``) and rendered at once, so the first chunk does
+not wait for the rest of the speech. Such a session streams (``frames()``, ``chunks()``);
+``write()`` needs the whole Speech, since writers take the audio up front.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -136,18 +144,27 @@ class RenderSession:
     def __init__(
         self,
         avatar: Avatar,
-        speech: Speech,
+        speech: Speech | Iterable[Speech],
         opts: RenderOptions = RenderOptions(),
         background: BackgroundOptions = BackgroundOptions(),
         *,
         progress: Progress = no_progress,
         cancel: CancelToken | None = None,
         tracks: Tracks | None = None,
+        expected: float = 0.0,
     ) -> None:
+        """``speech``: one Speech, or Speech parts in order (see the module docstring);
+        ``expected``: the expected duration of streamed parts in seconds (progress only)."""
         from pipeline.engines import get_engine
         from pipeline.sources import person_matte, resized_avatar
 
-        self.speech = speech
+        self._parts: Iterator[Speech] | None = None
+        self.planner = None  # PartPlanner of a streamed session
+        if isinstance(speech, Speech):
+            self.speech: Speech | None = speech
+        else:
+            self.speech, self._parts = None, iter(speech)
+        self.expected = expected
         self.progress = progress
         self.cancel = cancel or CancelToken()
         self.started = time.perf_counter()
@@ -177,56 +194,108 @@ class RenderSession:
         self.opts = opts
         self.avatar = avatar
         self.rig = self.engine.prepare(avatar, opts)
-        self.tracks = tracks if tracks is not None else plan(speech, opts)
-        self.n_frames = self.tracks.n_frames
-        if self.n_frames == 0:
-            self.close()
-            raise PipelineError(
-                f"The speech is {speech.duration:.3f} s long: too short for one frame at {opts.fps:g} fps."
-            )
         self.fps = opts.fps
+        self.tracks: Tracks | None = None
+        self.n_frames: int | None = None  # a streamed session knows it once its last part came
+        if self.speech is not None:
+            self.tracks = tracks if tracks is not None else plan(self.speech, opts)
+            self.n_frames = self.tracks.n_frames
+            if self.n_frames == 0:
+                self.close()
+                raise PipelineError(self._too_short(self.speech.duration))
+        else:
+            from pipeline.live.plan import PartPlanner
+
+            self.planner = PartPlanner(opts)
         self.size = self.compositor.out_size if self.compositor is not None else self.engine.output_size(self.rig)
         self.frames_made = 0
 
     # ------------------------------------------------------------------ frames
 
+    def _too_short(self, duration: float) -> str:
+        return f"The speech is {duration:.3f} s long: too short for one frame at {self.fps:g} fps."
+
+    def _pieces(self) -> Iterator[tuple[Tracks, AudioClip]]:
+        """(tracks, their audio) in order: the whole speech at once, or part by part."""
+        if self.planner is None:
+            assert self.tracks is not None and self.speech is not None
+            yield self.tracks, self.speech.audio
+            return
+        assert self._parts is not None
+        for part in self._parts:
+            self.cancel.check()
+            planned = self.planner.add(part)
+            yield planned.tracks, planned.audio
+        planned = self.planner.finish()
+        self.n_frames = self.planner.frames
+        self.speech = self.planner.speech()
+        if self.n_frames == 0:
+            raise PipelineError(self._too_short(self.planner.duration))
+        yield planned.tracks, planned.audio
+
+    @property
+    def audio(self) -> AudioClip:
+        """The speech's audio (of a streamed session: the parts so far)."""
+        if self.speech is not None:
+            return self.speech.audio
+        assert self.planner is not None
+        return self.planner.audio
+
+    def _expected_frames(self) -> int:
+        if self.n_frames is not None:
+            return self.n_frames
+        return max(1, timing.frame_count(self.expected, self.fps), self.planner.frames if self.planner else 0)
+
     def frames(self) -> Iterator[Frame]:
         """Every output frame in order, composited; progress reported, cancel checked."""
-        n, step = self.n_frames, max(1, self.n_frames // 50)
+        n = self._expected_frames()
+        step = max(1, n // 50)
         self.progress(0.02, "Rendering")
         state = None
+        i = 0
         try:
-            for i, frame in enumerate(self.engine.render(self.rig, self.tracks, self.speech.audio)):
-                self.cancel.check()
-                if self.compositor is not None:
-                    alpha = None  # carried in the frame's fourth channel
-                    if self.matter is not None:
-                        alpha, state = self.matter.matte(frame, state)
-                    frame = self.compositor.apply(frame, alpha, i)
-                self.frames_made = i + 1
-                if i % step == 0 or i == n - 1:
-                    self.progress(0.02 + 0.95 * (i + 1) / n, f"Frame {i + 1} of {n}")
-                yield frame
+            for tracks, audio in self._pieces():
+                if tracks.n_frames == 0:
+                    continue
+                for frame in self.engine.render(self.rig, tracks, audio):
+                    self.cancel.check()
+                    if self.compositor is not None:
+                        alpha = None  # carried in the frame's fourth channel
+                        if self.matter is not None:
+                            alpha, state = self.matter.matte(frame, state)
+                        frame = self.compositor.apply(frame, alpha, i)
+                    self.frames_made = i = i + 1
+                    if self.n_frames is None:
+                        n = self._expected_frames()
+                    if (i - 1) % step == 0 or i == n:
+                        self.progress(0.02 + 0.95 * min(1.0, i / n), f"Frame {i} of {n}")
+                    yield frame
         finally:
             self.close()
 
     def sample_at(self, frame: int) -> int:
         """The audio sample where frame ``frame`` starts."""
-        audio = self.speech.audio
+        audio = self.audio
         return min(len(audio.samples), int(round(float(timing.frame_start(frame, self.fps)) * audio.rate)))
 
     def chunks(self, seconds: float = 1.0, first: float | None = None) -> Iterator[RenderChunk]:
-        """Frames in groups of about ``seconds`` (the first ``first`` long), each with its audio."""
+        """Frames in groups of about ``seconds`` (the first ``first`` long), each with its audio.
+
+        A chunk is handed out once the frame after it is made (or the speech has ended), so
+        that the last chunk, whose audio runs to the end of the speech, is known as such."""
         fps = float(timing.fps_fraction(self.fps))
         sizes = [max(1, int(round((first if first is not None else seconds) * fps))), max(1, int(round(seconds * fps)))]
-        audio = self.speech.audio
         frames = self.frames()
         start, index = 0, 0
-        while start < self.n_frames:
-            want = min(sizes[min(index, 1)], self.n_frames - start)
-            batch = [next(frames) for _ in range(want)]
-            end = start + want
-            b = len(audio.samples) if end >= self.n_frames else self.sample_at(end)
+        ahead = next(frames, None)
+        while ahead is not None:
+            batch: list[Frame] = []
+            while ahead is not None and len(batch) < sizes[min(index, 1)]:
+                batch.append(ahead)
+                ahead = next(frames, None)
+            end = start + len(batch)
+            audio = self.audio
+            b = len(audio.samples) if ahead is None else self.sample_at(end)
             clip = AudioClip(audio.samples[self.sample_at(start) : b], audio.rate)
             yield RenderChunk(index, start, batch, clip, self.fps)
             start, index = end, index + 1
@@ -238,6 +307,9 @@ class RenderSession:
         from pipeline.export import open_writer
         from pipeline.export.threaded import ThreadedWriter
 
+        if self.speech is None:
+            self.close()
+            raise PipelineError("A session over speech parts streams (chunks); a file needs the whole speech.")
         w, h = self.size
         try:
             writer = open_writer(Path(out), w, h, self.fps, self.speech.audio, export,

@@ -52,6 +52,7 @@ class Memo(Generic[V]):
 
 _SPEECH: Memo[Speech] = Memo(32)
 _MATTES: Memo[np.ndarray] = Memo(8)
+_AVATARS: Memo[Avatar] = Memo(8)  # photos given by path, keyed by path, size and mtime
 
 
 def sample_photo() -> Path:
@@ -64,11 +65,23 @@ def sample_photo() -> Path:
 def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "largest") -> Avatar:
     """Load a face image (path, bytes, array or PIL image; None or "" = the bundled sample)
     and find the face in it."""
+    if source is None or (isinstance(source, (str, Path)) and not str(source)):
+        source = sample_photo()
+    if isinstance(source, (str, Path)):  # the same file again (a Live preview, the sample): found once
+        try:
+            st = Path(source).stat()
+        except OSError:
+            st = None  # load_image says what is wrong
+        if st is not None:
+            key = (str(Path(source).resolve()), st.st_size, st.st_mtime_ns, name, multi_face)
+            return _AVATARS.get(key, lambda: _prepare(source, name, multi_face))
+    return _prepare(source, name, multi_face)
+
+
+def _prepare(source: Any, name: str, multi_face: str) -> Avatar:
     from pipeline.face.landmarks import find_face
     from pipeline.media.image import image_key, load_image
 
-    if source is None or (isinstance(source, (str, Path)) and not str(source)):
-        source = sample_photo()
     if not name:
         name = Path(source).stem if isinstance(source, (str, Path)) else "avatar"
     image = load_image(source)

@@ -1,0 +1,210 @@
+"""Speech in parts, for renders that start before the whole speech exists.
+
+- :func:`speak_parts`: a script spoken sentence by sentence (the first sentence cut at a
+  clause when it is long), each part yielded as soon as the engine has said it. Parts
+  follow each other without gaps: a part starts with the silence before it (the
+  engine's sentence pause, or the pause marks of the script), so the parts joined are
+  the script as :func:`pipeline.speech.voices.synthesize` speaks it, sentence pauses
+  included.
+- :func:`recording_parts`: a decoded recording cut at its speech segments, each part
+  yielded as soon as its segment is timed (:func:`pipeline.speech.segment_timing.iter_segments`).
+- :func:`prefetched`: runs a part iterator on a thread a few parts ahead of its consumer
+  (TTS and phone timing release the GIL), stopping when the consumer stops.
+
+Part times start at the part's own start (what :class:`pipeline.render.RenderSession`
+takes as parts).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from pipeline.options import VoiceOptions
+from pipeline.phones import PAUSE
+from pipeline.types import AudioClip, Phoneme, Speech
+
+log = logging.getLogger(__name__)
+
+FIRST_CHARS = 90  # longest first part (characters): a long first sentence is cut at a clause
+PART_CHARS = 240  # longest later part
+
+
+def _part(audio: np.ndarray, rate: int, phones: tuple[Phoneme, ...] | None, lead: float, text: str,
+          source: str, language: str) -> Speech:
+    """A part: ``lead`` seconds of silence, then ``audio`` (phone times shifted to match)."""
+    pad = int(round(lead * rate))
+    samples = np.concatenate([np.zeros(pad, np.float32), np.asarray(audio, np.float32)]) if pad else audio
+    t0 = pad / rate
+    timed: tuple[Phoneme, ...] | None = None
+    if phones is not None:
+        shifted = [Phoneme(p.symbol, p.start + t0, p.end + t0, p.stress) for p in phones]
+        if pad:
+            shifted.insert(0, Phoneme(PAUSE, 0.0, t0))
+        timed = tuple(shifted)
+    return Speech(AudioClip(np.asarray(samples, np.float32), rate), timed, text=text, source=source, language=language)
+
+
+def sentence_pieces(text: str, first_chars: int = FIRST_CHARS, part_chars: int = PART_CHARS) -> list[tuple[int, int]]:
+    """(start, end) of the parts of one stretch of text: sentences, the first at most
+    ``first_chars`` long, the others at most ``part_chars`` (cut at clauses or spaces)."""
+    from pipeline.speech import text as txt
+
+    out: list[tuple[int, int]] = []
+    for a, b in txt.sentence_spans(text):
+        limit = first_chars if not out else part_chars
+        spans = txt._split_long(text, a, b, limit)
+        if not out and len(spans) > 1:  # only the first piece need be short
+            out.append(spans[0])
+            out.extend(txt._split_long(text, spans[1][0], b, part_chars))
+        else:
+            out.extend(spans)
+    return out
+
+
+def speak_parts(text: str, opts: VoiceOptions = VoiceOptions(), first_chars: int = FIRST_CHARS) -> Iterator[Speech]:
+    """``text`` spoken with ``opts.voice``, sentence by sentence (see the module docstring).
+
+    The script is checked (length, pause marks) before the first part is spoken."""
+    from pipeline.errors import ModelUnavailable
+    from pipeline.speech import text as txt
+    from pipeline.speech import voices
+
+    voice = voices.resolve(opts.voice)
+    eng = voices.engine(voice.engine)
+    script = txt.parse_script(text, opts.max_chars)
+
+    def parts() -> Iterator[Speech]:
+        rate = 0
+        lead = 0.0  # silence owed before the next part
+        spoken = False  # a sentence was said before (the next one waits the sentence pause)
+        for piece in script.pieces:
+            if piece.pause:
+                lead += piece.pause
+                spoken = False
+                continue
+            said, _ = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
+            for a, b in sentence_pieces(said, first_chars if not rate else PART_CHARS):
+                if spoken:
+                    lead += eng.sentence_gap(opts.speed)
+                chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
+                if rate and chunk.rate != rate:
+                    raise ModelUnavailable(f"Voice {voice.id} returned audio at several sample rates.")
+                rate = chunk.rate
+                yield _part(chunk.audio, rate, chunk.phonemes, lead, said[a:b], voice.engine, voice.language)
+                lead, spoken = 0.0, True
+        if lead > 0 and rate:  # a pause mark at the very end
+            yield _part(np.zeros(0, np.float32), rate, (), lead, "", voice.engine, voice.language)
+
+    return parts()
+
+
+def recording_parts(clip: AudioClip, text: str = "", timing: str = "auto", language: str = "en") -> Iterator[Speech]:
+    """A decoded recording as parts that cover it exactly: part ``i`` runs from the start
+    of speech segment ``i`` (0 for the first) to the start of the next (the end for the
+    last), with that segment's phones (None: the acoustic path animates it)."""
+    from pipeline.speech.segment_timing import iter_segments
+
+    rate = clip.rate
+    n = len(clip.samples)
+    pending = None
+    at = 0  # sample where the next part starts
+
+    def cut(seg, end: int) -> Speech:
+        t0 = at / rate
+        phones = None
+        if seg.phonemes is not None:
+            phones = tuple(
+                Phoneme(p.symbol, max(0.0, p.start - t0), min(end / rate, p.end) - t0, p.stress)
+                for p in seg.phonemes
+                if p.end > t0 and p.start < end / rate
+            )
+            phones = _fill_pauses(phones, (end - at) / rate)
+        return Speech(AudioClip(clip.samples[at:end], rate), phones, text=text,
+                      source=seg.source if seg.phonemes is not None else "acoustic", language=language)
+
+    for seg in iter_segments(clip, text, timing, language):
+        if pending is not None:
+            end = min(n, max(at, int(round(seg.start * rate))))
+            yield cut(pending, end)
+            at = end
+        pending = seg
+    if pending is not None:
+        yield cut(pending, n)
+    elif n:  # no speech found at all: the whole clip as one acoustic part
+        yield Speech(clip, None, text=text, source="acoustic", language=language)
+
+
+def _fill_pauses(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme, ...]:
+    """Gaps between phones (and before the first, after the last) as pause phones."""
+    out: list[Phoneme] = []
+    t = 0.0
+    for p in phones:
+        if p.start > t + 1e-6:
+            out.append(Phoneme(PAUSE, t, p.start))
+        if p.end > max(t, p.start):
+            out.append(Phoneme(p.symbol, max(t, p.start), p.end, p.stress))
+            t = p.end
+    if duration > t + 1e-6:
+        out.append(Phoneme(PAUSE, t, duration))
+    return tuple(out)
+
+
+_DONE = object()
+
+
+def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-parts") -> Iterator[Speech]:
+    """``parts`` made on a thread, up to ``ahead`` parts before they are asked for.
+
+    An exception in the producer is raised in the consumer, in order. Closing the
+    returned iterator (or dropping it) stops the producer after its current part."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for part in parts:
+                if not put(part):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+        finally:
+            close = getattr(parts, "close", None)
+            if close is not None and stop.is_set():
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+
+    def consume() -> Iterator[Speech]:
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            try:  # unblock a producer waiting on a full queue
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+
+    return consume()
