@@ -161,6 +161,13 @@ def api_router(host: str = "127.0.0.1", share: bool = False, extra: dict | None 
     return router(host=host, share=share, extra=extra)
 
 
+def job_system():
+    """The process's running JobSystem (``pipeline.jobs``: submit, list, cancel, plan_batch), or None."""
+    from pipeline.jobs import current
+
+    return current()
+
+
 def engine_names() -> list[str]:
     """The registered animator names."""
     from pipeline.engines import names

@@ -66,6 +66,18 @@ class BatchPlan:
     def errors(self) -> list[str]:
         return [r.error for r in self.rows if r.error is not None]
 
+    # for callers that only hold the plan (the Batch tab goes through the facade)
+    def submit(self, system: JobSystem) -> dict[int, tuple[Job, bool]]:
+        return submit_plan(system, self)
+
+    def table(self, system: JobSystem, jobs: dict[int, tuple[Job, bool]]) -> list[dict[str, Any]]:
+        return summary(system, self, jobs)
+
+    def results(self, system: JobSystem, jobs: dict[int, tuple[Job, bool]]) -> Path:
+        """Write the summary CSV and zip it with the finished videos; returns the zip."""
+        write_summary(self, summary(system, self, jobs))
+        return zip_results(system, self, jobs)
+
 
 def _columns() -> dict[str, tuple[str, OptionSpec | None]]:
     """Column name -> (option group, spec); groups: source, voice, render, export, background, name, expression."""
@@ -384,23 +396,20 @@ def run_batch(system: JobSystem, plan: BatchPlan, echo: Callable[[str], None] = 
     return 0 if all(r["state"] == "done" for r in rows) else 1
 
 
-def zip_results(system: JobSystem, plan_or_batch: BatchPlan | str, out_dir: Path | None = None) -> Path:
-    """A zip of the batch's finished outputs and its summary (for the Batch tab)."""
+def zip_results(system: JobSystem, plan: BatchPlan, jobs: dict[int, tuple[Job, bool]]) -> Path:
+    """A zip of the batch's finished videos and its summary, in the output folder."""
     import zipfile
 
-    batch = plan_or_batch.batch_id if isinstance(plan_or_batch, BatchPlan) else plan_or_batch
-    jobs, _ = system.list(limit=1000, batch=batch)
-    folder = out_dir or (plan_or_batch.out_dir if isinstance(plan_or_batch, BatchPlan) else system.data_dir / "batches" / batch)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"batch-{batch}.zip"
+    path = plan.out_dir / f"batch-{plan.batch_id}.zip"
     tmp = path.with_name(f".{path.name}.partial")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for job in jobs:
-            if job.state == "done":
+        for first, _ in jobs.values():
+            job = system.store.get(first.id) if system.store else None
+            if job is not None and job.state == "done":
                 for out in job.outputs:
                     if Path(out).is_file():
                         zf.write(out, Path(out).name)
-        summary_path = folder / SUMMARY_NAME
+        summary_path = plan.out_dir / SUMMARY_NAME
         if summary_path.is_file():
             zf.write(summary_path, SUMMARY_NAME)
     tmp.replace(path)
