@@ -22,6 +22,7 @@ import pipeline
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from studio.controls import option_control, option_controls
 from studio.handlers import VOICE_MODES, TEXT, Handlers, Services
+from studio.jobs_tabs import batch_tab, jobs_tab
 from studio.live import live_tab
 
 log = logging.getLogger(__name__)
@@ -259,7 +260,7 @@ EXAMPLE_LINES = (
 )
 
 TabBuilder = Callable[[StudioContext], None]
-TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, background_tab, render_tab, live_tab)
+TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, background_tab, render_tab, live_tab, batch_tab, jobs_tab)
 
 
 # ---------------------------------------------------------------------------- app

@@ -244,7 +244,7 @@ def plan_batch(csv_path: str | Path, avatar: str | Path | None, out_dir: str | P
         raise InvalidOption(f"The avatar photo {avatar} was not found.")
     if prepare:  # once per batch: a photo without a usable face stops here, and the renders find it cached
         avatar_for(avatar_path)
-    digest = hashlib.sha256(raw + str(out_dir).encode() + (file_digest(avatar_path) if avatar_path else "").encode())
+    digest = hashlib.sha256(raw + (file_digest(avatar_path) if avatar_path else "").encode())
     plan = BatchPlan(csv_path, out_dir, digest.hexdigest()[:16])
     reader = csv.reader(io.StringIO(text, newline=""))
     try:

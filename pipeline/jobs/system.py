@@ -232,7 +232,7 @@ class JobSystem:
         from pipeline.jobs.batch import plan_batch
 
         plan = plan_batch(csv_path, avatar, out_dir or self.data_dir / "batches" / "_", **kwargs)
-        if out_dir is None:
+        if out_dir is None:  # the batch's own folder (its id hashes the CSV and the photo)
             plan = plan_batch(csv_path, avatar, self.data_dir / "batches" / plan.batch_id, prepare=False, **kwargs)
         return plan
 
