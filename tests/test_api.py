@@ -346,9 +346,16 @@ def test_bad_input_gets_a_4xx_json_error(client, bad_media, case, data, files, s
     assert not client.fake.jobs  # nothing was queued
 
 
-def test_not_multipart_is_415_and_a_broken_body_is_400(client):
+def test_json_is_415_a_broken_body_400_and_a_url_encoded_text_form_is_fine(client):
     assert_error(client.post("/api/v1/renders", json={"text": "hi"}, headers=AUTH), 415, "unsupported_content_type")
-    assert_error(client.post("/api/v1/renders", data={"text": "hi"}, headers=AUTH), 415, "unsupported_content_type")
+    assert_error(client.post("/api/v1/renders", content=b"hi", headers={**AUTH, "content-type": "text/plain"}),
+                 415, "unsupported_content_type")
+    plain = client.post("/api/v1/renders", data={"text": "Hello.", "options": '{"fps": 10}'}, headers=AUTH)
+    assert plain.status_code == 202 and plain.json()["request"]["render"]["fps"] == 10, plain.text
+    assert_error(client.post("/api/v1/renders", data={"text": "x" * (2 << 20)}, headers=AUTH),
+                 413, "payload_too_large")
+    assert_error(client.post("/api/v1/renders", data={"avatar": "/etc/passwd", "text": "hi"}, headers=AUTH),
+                 400, "bad_request")
     broken = client.post("/api/v1/renders", content=b"--abc\r\nContent-Disposition: form-data\r\n\r\nzz",
                          headers={**AUTH, "content-type": "multipart/form-data; boundary=abc"})
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "bad_request", broken.text
@@ -429,9 +436,9 @@ def test_metrics_parse_and_reflect_the_jobs(client, tmp_path):
     speed = {(s.name, s.labels.get("le")): s.value for s in families["avatar_studio_render_speed_fps"].samples}
     assert speed[("avatar_studio_render_speed_fps_bucket", "100")] == 1
     assert speed[("avatar_studio_render_speed_fps_count", None)] == 2
-    reqs = {(s.labels["route"], s.labels["status"]): s.value for s in families["avatar_studio_api_requests"].samples
+    reqs = {(s.labels["method"], s.labels["route"], s.labels["status"]): s.value for s in families["avatar_studio_api_requests"].samples
             if s.name.endswith("_total")}
-    assert reqs[("/api/v1/renders", "202")] == 4
+    assert reqs[("POST", "/api/v1/renders", "202")] == 4
 
 
 def test_openapi_schema_and_docs_pages(client):

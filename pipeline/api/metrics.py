@@ -92,8 +92,8 @@ class Metrics:
     def __init__(self, jobs: Callable[[], Any], queue_limit: Callable[[], int | None]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(JobCollector(jobs, queue_limit))  # type: ignore[arg-type]
-        self.requests = Counter("avatar_studio_api_requests", "API requests answered, by route and status",
-                                ["route", "status"], registry=self.registry)
+        self.requests = Counter("avatar_studio_api_requests", "API requests answered, by method, route and status",
+                                ["method", "route", "status"], registry=self.registry)
         self.rejected = Counter("avatar_studio_api_rejected", "render submissions refused, by error code",
                                 ["code"], registry=self.registry)
 

@@ -56,7 +56,7 @@ def _route_class(metrics: Metrics) -> type[ApiRoute]:
 
             async def counted(request: Request) -> Response:
                 response = await handler(request)
-                metrics.requests.labels(route, str(response.status_code)).inc()
+                metrics.requests.labels(request.method, route, str(response.status_code)).inc()
                 return response
 
             return counted

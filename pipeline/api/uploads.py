@@ -1,4 +1,4 @@
-"""Multipart bodies with a size limit, safe file names, and probes of what was uploaded.
+"""Multipart (or URL-encoded) bodies with a size limit, safe file names, and probes of what was uploaded.
 
 The body is read as a stream and counted while it arrives, so an upload over the limit is
 refused with 413 as soon as it passes the limit (and at once when its Content-Length says
@@ -18,7 +18,7 @@ from typing import AsyncIterator
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from pipeline.api.errors import ApiError
 from pipeline.errors import UnsupportedMedia
@@ -36,9 +36,11 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def read_form(request: Request, max_bytes: int, max_field_bytes: int) -> FormData:
-    """The multipart form of ``request``; 415 when it is not multipart, 413 over ``max_bytes``."""
-    ctype = request.headers.get("content-type", "")
-    if not ctype.lower().startswith("multipart/form-data"):
+    """The form of ``request`` (multipart, or URL-encoded for a form without files); 415 for
+    any other body, 413 over ``max_bytes``."""
+    ctype = request.headers.get("content-type", "").lower()
+    multipart = ctype.startswith("multipart/form-data")
+    if not multipart and not ctype.startswith("application/x-www-form-urlencoded"):
         raise ApiError(415, "unsupported_content_type",
                        "Send the render as multipart/form-data (curl -F field=value -F avatar=@face.jpg), "
                        f"not {ctype.split(';')[0] or 'an empty content type'}.")
@@ -57,6 +59,8 @@ async def read_form(request: Request, max_bytes: int, max_field_bytes: int) -> F
                 raise _too_large(max_bytes)
             yield chunk
 
+    if not multipart:  # text fields only; the body limit still applies
+        return await FormParser(request.headers, limited()).parse()
     parser = MultiPartParser(request.headers, limited(), max_files=MAX_FILES, max_fields=MAX_FIELDS,
                              max_part_size=max_field_bytes)
     try:
