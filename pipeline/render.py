@@ -180,7 +180,7 @@ class RenderSession:
             opts = dataclasses.replace(opts, size=0)
             progress(0.01, "Separating the person from the background")
             self.compositor = Compositor(background, avatar.size, opts.fps)
-            if self.engine.info.carries_matte:
+            if self.engine.info.carries_matte and avatar.kind == "photo":  # a clip's frames are matted one by one
                 # the matte once per photo, carried through the engine's warps as alpha
                 alpha = person_matte(avatar) if avatar.matte is None else avatar.matte
                 still = self.compositor.prepare_still(avatar.image, alpha)

@@ -62,9 +62,10 @@ def sample_photo() -> Path:
     return sample_avatar_path()
 
 
-def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "largest") -> Avatar:
+def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "largest", fps: float = 25.0) -> Avatar:
     """Load a face image (path, bytes, array or PIL image; None or "" = the bundled sample)
-    and find the face in it."""
+    and find the face in it. A video file (by its suffix) is a presenter clip, prepared at
+    ``fps`` and cached on disk (:func:`pipeline.face.clip.prepare_clip`)."""
     if source is None or (isinstance(source, (str, Path)) and not str(source)):
         source = sample_photo()
     if isinstance(source, (str, Path)):  # the same file again (a Live preview, the sample): found once
@@ -73,17 +74,22 @@ def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "lar
         except OSError:
             st = None  # load_image says what is wrong
         if st is not None:
-            key = (str(Path(source).resolve()), st.st_size, st.st_mtime_ns, name, multi_face)
-            return _AVATARS.get(key, lambda: _prepare(source, name, multi_face))
-    return _prepare(source, name, multi_face)
+            key = (str(Path(source).resolve()), st.st_size, st.st_mtime_ns, name, multi_face, fps)
+            return _AVATARS.get(key, lambda: _prepare(source, name, multi_face, fps))
+    return _prepare(source, name, multi_face, fps)
 
 
-def _prepare(source: Any, name: str, multi_face: str) -> Avatar:
+def _prepare(source: Any, name: str, multi_face: str, fps: float = 25.0) -> Avatar:
     from pipeline.face.landmarks import find_face
+    from pipeline.media.clip_frames import is_video_path
     from pipeline.media.image import image_key, load_image
 
     if not name:
         name = Path(source).stem if isinstance(source, (str, Path)) else "avatar"
+    if is_video_path(source):
+        from pipeline.face.clip import prepare_clip
+
+        return prepare_clip(source, fps, multi_face=multi_face, name=name)  # type: ignore[arg-type]
     image = load_image(source)
     face = find_face(image, policy=multi_face)  # type: ignore[arg-type]
     warnings = list(face.notes)
@@ -150,6 +156,7 @@ def resolve(request: Any) -> tuple[Avatar, Speech]:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="face") as pool:
-        face = pool.submit(prepare_avatar, request.face.path or None, multi_face=request.face.multi_face)
+        face = pool.submit(prepare_avatar, request.face.path or None, multi_face=request.face.multi_face,
+                           fps=request.render.fps)
         speech = speech_for(request)
         return face.result(), speech

@@ -195,12 +195,16 @@ def test_engines_get_the_audio_and_names_come_from_the_registry(monkeypatch, ava
     assert ListeningEngine.heard[-1] is speech.audio
 
 
-def test_warp_refuses_a_clip_avatar(avatar, speech):
+def test_a_photo_only_engine_refuses_a_clip_avatar(avatar, speech):
+    from pipeline.engines import EngineInfo, check_source
     from pipeline.types import Clip
 
+    class PhotoOnly:  # warp animates clips too (tests/test_video_avatar*.py); the contract still refuses
+        info = EngineInfo("photo-only", sources=("photo",), carries_matte=False)
+
     clip = Clip("presenter.mp4", 25.0, 1, np.zeros((1, 478, 3), np.float32))
-    with pytest.raises(InvalidOption, match="warp engine animates photo avatars, not a clip"):
-        RenderSession(dataclasses.replace(avatar, clip=clip), speech)
+    with pytest.raises(InvalidOption, match="photo-only engine animates photo avatars, not a clip"):
+        check_source(PhotoOnly(), dataclasses.replace(avatar, clip=clip))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- first run

@@ -488,22 +488,35 @@ def _head_frame(rig: HeadRig, out: np.ndarray, yaw: float, pitch: float, roll: f
 
 
 class WarpEngine:
-    """Default CPU animator (see module docstring): photos, driven by the tracks alone."""
+    """Default CPU animator (see module docstring): photos, driven by the tracks alone; a
+    presenter clip keeps its own motion and gets the new mouth (:mod:`warp_clip`). Photos
+    carry the matte as alpha; clip frames come back RGB and are matted frame by frame."""
 
     info = EngineInfo(
-        "warp", sources=("photo",), carries_matte=True, device="cpu",
-        summary="band warps of a photo's mouth, jaw, eyes and head (CPU, no model weights)",
+        "warp", sources=("photo", "clip"), carries_matte=True, device="cpu",
+        summary="band warps of a photo's mouth, jaw, eyes and head, or a clip's mouth (CPU, no model weights)",
     )
 
-    def prepare(self, avatar: Avatar, opts: RenderOptions) -> WarpRig:
+    def prepare(self, avatar: Avatar, opts: RenderOptions):
         check_source(self, avatar)
+        if avatar.kind == "clip":
+            import sys
+
+            from pipeline.engines import warp_clip
+
+            return warp_clip.prepare(avatar, opts, sys.modules[__name__])
         return prepare(avatar, opts)
 
-    def output_size(self, rig: WarpRig) -> tuple[int, int]:
+    def output_size(self, rig) -> tuple[int, int]:
         return rig.size
 
-    def render(self, rig: WarpRig, tracks: Tracks, audio: AudioClip | None = None) -> Iterator[Frame]:
+    def render(self, rig, tracks: Tracks, audio: AudioClip | None = None) -> Iterator[Frame]:
         """Frames from the tracks; the warp engine does not listen to ``audio``."""
+        if not isinstance(rig, WarpRig):
+            from pipeline.engines import warp_clip
+
+            yield from warp_clip.render(rig, tracks)
+            return
         names = (
             "jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile", "blink", "brow", "gaze",
             "yaw", "pitch", "roll",

@@ -1,0 +1,265 @@
+"""The `warp` engine on a presenter clip: the clip's own motion, a new mouth.
+
+Prepare once per render (:class:`ClipRig`): the warp engine's mouth rig is built on the
+clip's reference frame (its most closed, most frontal mouth; parted lips sealed as on a
+photo), so the mouth controls are exactly the photo's -- the lips seal on /p b m/ the
+same way. For every clip frame an affine map takes the reference's face onto that frame's
+(least squares over stable landmarks of the smoothed track: eyes, nose, forehead,
+cheekbones; never the mouth or the jaw, which the source's own speech moves).
+
+Per output frame: the clip frame that duration fitting picked (:mod:`clip_fit`), the
+reference's lower face animated by the frame's mouth controls (one remap of the mouth
+region, the interior painted), carried onto the frame by its affine map and blended in
+with a feathered mask that covers the source's lips, chin and jaw travel (so the
+source's own mouth movements are gone), its colour matched to the frame around the mask's
+edge. Eyes, blinks, brows and head motion are the presenter's own: the blink, brow, gaze
+and head channels of the tracks are not used.
+
+Teeth colour comes from the clip frame whose mouth is widest open when it shows teeth
+(the lip colour from the reference), else the photo defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from pipeline.engines.clip_fit import STABLE, fit_frames, head_speed
+from pipeline.errors import InvalidOption
+from pipeline.face import regions as R
+from pipeline.media.clip_frames import BlockReader
+from pipeline.media.image import resize_to
+from pipeline.options import RenderOptions
+from pipeline.types import Avatar, Frame, Tracks
+
+log = logging.getLogger(__name__)
+
+MOUTH_CHANNELS = ("jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile")
+MASK_TOP = 0.12  # mask top edge below the subnasale, mouth widths
+MASK_DROP = 0.5  # how far below the chin the mask reaches (covers the source's jaw travel), mouth widths
+MASK_INSET = 0.88  # the mask's sides at this share of the jaw's half width (stays on the face)
+FEATHER = 0.07  # mask feather (Gaussian sigma), mouth widths
+GAIN_LIMIT = 0.15  # colour match: at most +-15 % per channel
+GAIN_EMA = 0.3  # colour match smoothing over frames
+PREFETCH = 8  # frames decoded ahead on a second thread
+
+
+@dataclass
+class ClipRig:
+    path: str  # the prepared clip's stored frames (BlockReader)
+    stored_frames: int
+    first: int  # stored index of clip frame 0
+    n_clip: int
+    size: tuple[int, int]  # output (width, height)
+    stored: tuple[int, int]  # (width, height) of the stored frames
+    mouth: object  # warp.MouthRig of the reference
+    ref: np.ndarray  # sealed reference frame at output size (RGB)
+    buf: np.ndarray  # working copy: the mouth region is redrawn into it per frame
+    rect: tuple[int, int, int, int]  # the mouth region in reference pixels
+    mask: np.ndarray  # float32 blend weight over ``rect``
+    ring: np.ndarray  # bool over ``rect``: where the colour match is measured
+    affines: np.ndarray  # (n_clip, 2, 3) reference -> clip frame, output pixels
+    speed: np.ndarray  # head speed per clip frame (duration fitting)
+    fps: float
+    mouth_frame: Callable[..., None]  # the warp engine's mouth renderer
+    fitted: str = ""  # how the last render fitted the clip (for logs and tests)
+
+
+def _affines(ref: np.ndarray, track: np.ndarray) -> np.ndarray:
+    """Least-squares affine maps from ``ref`` (P, 2) onto each ``track[t]`` (P, 2)."""
+    x = np.hstack([ref, np.ones((len(ref), 1))]).astype(np.float64)
+    pinv = np.linalg.pinv(x)  # (3, P)
+    b = np.einsum("ij,tjk->tik", pinv, track.astype(np.float64))  # (n, 3, 2)
+    return np.transpose(b, (0, 2, 1)).astype(np.float32)  # (n, 2, 3)
+
+
+def _mask(lm: np.ndarray, rig, shape: tuple[int, int]) -> np.ndarray:
+    """The lower face the reference supplies: from just under the nose to past the chin,
+    inside the jaw line, feathered (full image size, float32)."""
+    fr = rig.field.frame
+    xy = lm[:, :2].astype(np.float64)
+    loc = fr.to_local(xy)
+    W = rig.W
+    top = loc[R.SUBNASALE, 1] + MASK_TOP * W
+    jaw = loc[list(R.JAW)]
+    chin_u = loc[R.CHIN, 0]
+    half = max(float(np.abs(jaw[:, 0] - chin_u).max()), 1.0)
+    pts = []
+    for u, v in jaw:
+        if v < top:
+            continue
+        w = max(0.0, 1.0 - abs(u - chin_u) / half) ** 1.5
+        pts.append((chin_u + MASK_INSET * (u - chin_u), v + MASK_DROP * W * w))
+    order = np.argsort([p[0] for p in pts])
+    pts = [pts[i] for i in order]
+    left = min(jaw[:, 0]) * MASK_INSET
+    right = max(jaw[:, 0]) * MASK_INSET
+    poly = np.array([(left, top)] + pts + [(right, top)], np.float64)
+    img = fr.to_image(poly)
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(img * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+    sigma = max(1.0, FEATHER * W)
+    k = int(np.ceil(3 * sigma)) * 2 + 1
+    er = max(1, int(round(1.2 * sigma)))
+    m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * er + 1, 2 * er + 1)))
+    return cv2.GaussianBlur(m.astype(np.float32) / 255.0, (k, k), sigma)
+
+
+def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
+    """Per-render work for a clip avatar (see the module docstring); ``warp`` is the warp
+    engine's module (its mouth rig, handed over so the two modules do not import each other)."""
+    from pipeline.face.clip import manifest_of, open_frames, prepare_clip
+
+    clip = avatar.clip
+    assert clip is not None
+    manifest = manifest_of(clip)
+    if abs(clip.fps - opts.fps) > 1e-6:  # the clip was prepared at another rate: prepare it at this one
+        src = manifest["source"].get("path", "")
+        try:
+            again = prepare_clip(src, opts.fps, name=avatar.name)
+        except Exception as exc:
+            raise InvalidOption(
+                f"The clip was prepared at {clip.fps:g} fps and its source file is no longer there to prepare it "
+                f"at {opts.fps:g} fps ({exc}); load the clip again."
+            ) from exc
+        avatar = _like(again, avatar)
+        clip = again.clip
+        assert clip is not None
+        manifest = manifest_of(clip)
+    stored = (int(manifest["width"]), int(manifest["height"]))
+    image = avatar.image
+    scale_ref = 1.0
+    if opts.size and max(image.shape[:2]) != opts.size:
+        image, scale_ref = resize_to(image, opts.size)
+    size = (image.shape[1], image.shape[0])
+    s = size[0] / float(stored[0])
+    lm = avatar.face.landmarks.copy()
+    lm[:, :3] *= scale_ref
+    image = np.ascontiguousarray(image[..., :3])
+    mouth = warp._prepare_mouth(image, lm)
+    first = int(manifest["first"])
+    if manifest.get("widest_gap", 0.0) > 0.12:  # the source shows its teeth somewhere: take their colour
+        k = int(manifest["widest"])
+        with open_frames(clip) as frames:
+            shown = frames[first + k].copy()
+        if (shown.shape[1], shown.shape[0]) != size:
+            shown = cv2.resize(shown, size, interpolation=cv2.INTER_AREA)
+        lk = clip.landmarks[k].copy()
+        lk[:, :3] *= s
+        _, teeth, _, _ = warp._mouth_colours(shown, lk, mouth.W)
+        mouth.teeth_rgb = teeth
+    ref = warp._seal_source_lips(image, lm, mouth)
+    track = clip.landmarks[:, list(STABLE), :2] * np.float32(s)
+    affines = _affines(lm[list(STABLE), :2], track)
+    mask_full = _mask(lm, mouth, image.shape[:2])
+    x0, y0, x1, y1 = mouth.field.rect
+    mask = np.ascontiguousarray(mask_full[y0:y1, x0:x1])
+    # nothing at the region's border: the blend never shows a straight edge
+    taper = max(2, int(round(0.5 * FEATHER * mouth.W)))
+    ry = np.clip(np.minimum(np.arange(y1 - y0), np.arange(y1 - y0)[::-1]) / taper, 0, 1)
+    rx = np.clip(np.minimum(np.arange(x1 - x0), np.arange(x1 - x0)[::-1]) / taper, 0, 1)
+    mask *= np.outer(ry, rx).astype(np.float32)
+    ring = (mask > 0.15) & (mask < 0.85)
+    speed = head_speed(clip.landmarks, float(manifest.get("face_width", 100.0)))
+    return ClipRig(clip.path, int(manifest["stored_frames"]), first, clip.n_frames, size, stored, mouth, ref,
+                   ref.copy(), (x0, y0, x1, y1), mask, ring, affines, speed, clip.fps, warp._mouth_frame)
+
+
+def _like(new: Avatar, old: Avatar) -> Avatar:
+    """``new`` at the size of ``old``'s image (a resized avatar stays resized)."""
+    import dataclasses
+
+    if new.image.shape == old.image.shape:
+        return new
+    image, scale = resize_to(new.image, max(old.image.shape[:2]))
+    lm = new.face.landmarks.copy()
+    lm[:, :3] *= scale
+    return dataclasses.replace(new, image=image, face=dataclasses.replace(new.face, landmarks=lm))
+
+
+def _prefetch(rig: ClipRig, order: np.ndarray) -> Iterator[np.ndarray]:
+    """The clip frames in ``order``, at output size, decoded on a second thread."""
+    q: "queue.Queue[object]" = queue.Queue(PREFETCH)
+    stop = threading.Event()
+    size = rig.size
+
+    def work() -> None:
+        try:
+            with BlockReader(rig.path, rig.stored_frames, rig.fps) as frames:
+                _work(frames)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    def _work(frames: BlockReader) -> None:
+        for i in order:
+            if stop.is_set():
+                return
+            f = frames[rig.first + int(i)]
+            if (f.shape[1], f.shape[0]) != size:
+                f = cv2.resize(f, size, interpolation=cv2.INTER_AREA if size[0] < f.shape[1] else cv2.INTER_LINEAR)
+            else:
+                f = f.copy()
+            q.put(f)
+
+    t = threading.Thread(target=work, name="clip-frames", daemon=True)
+    t.start()
+    try:
+        for _ in range(len(order)):
+            item = q.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
+
+
+def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
+    """One frame per track frame: the fitted clip frame with the new mouth."""
+    order, rig.fitted = fit_frames(tracks.n_frames, rig.n_clip, rig.speed, rig.fps)
+    log.info("clip fitted: %s", rig.fitted)
+    chans = {name: tracks.get(name) for name in MOUTH_CHANNELS}
+    x0, y0, x1, y1 = rig.rect
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float32)
+    W, H = rig.size
+    mask8 = np.round(rig.mask * 255).astype(np.uint8)
+    gain = np.ones(3, np.float32)
+    patch4 = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
+    patch4[..., 3] = mask8
+    for i, frame in enumerate(_prefetch(rig, order)):
+        c = {k: float(v[i]) for k, v in chans.items()}
+        rig.mouth_frame(rig.mouth, rig.ref, rig.buf, c)
+        patch4[..., :3] = rig.buf[y0:y1, x0:x1]
+        A = rig.affines[int(order[i])]
+        dst = corners @ A.T
+        dx0, dy0 = np.maximum(np.floor(dst.min(0)).astype(int) - 1, 0)
+        dx1, dy1 = np.minimum(np.ceil(dst.max(0)).astype(int) + 2, [W, H])
+        if dx1 <= dx0 or dy1 <= dy0:
+            yield frame
+            continue
+        M = A.copy()
+        M[:, 2] = A[:, :2] @ np.array([x0, y0], np.float32) + A[:, 2] - np.array([dx0, dy0], np.float32)
+        warped = cv2.warpAffine(patch4, M, (int(dx1 - dx0), int(dy1 - dy0)), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        region = frame[dy0:dy1, dx0:dx1]
+        a = warped[..., 3:4].astype(np.float32) * np.float32(1 / 255.0)
+        sel = (a[..., 0] > 0.15) & (a[..., 0] < 0.85)
+        if sel.sum() > 20:  # colour match on the feathered edge, smoothed over frames
+            want = region[sel].mean(0) / np.maximum(warped[..., :3][sel].mean(0), 1.0)
+            want = np.clip(want, 1 - GAIN_LIMIT, 1 + GAIN_LIMIT).astype(np.float32)
+            gain += np.float32(GAIN_EMA if i else 1.0) * (want - gain)
+        src = warped[..., :3].astype(np.float32) * gain
+        base = region.astype(np.float32)
+        region[:] = np.clip(base + (src - base) * a + 0.5, 0, 255).astype(np.uint8)
+        yield frame
