@@ -17,6 +17,8 @@ between two frames; the session's tracks, frame count and audio partition are th
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from pipeline.types import Avatar, Speech
 FIRST_S = 0.5  # the first chunk: short, so playback starts soon
 CHUNK_S = 1.0  # the others
 AHEAD = 2  # speech parts made ahead of the render
+CHUNKS_AHEAD = 4  # chunks rendered ahead of the consumer (it gets the CPU for its own work on them)
 
 
 def text_parts(text: str, opts: VoiceOptions = VoiceOptions()) -> Iterator[Speech]:
@@ -107,22 +110,58 @@ class StreamPreview:
         self.files = ChunkFiles(self.folder)
         self._parts = prefetched(_at_rate(parts, self.rate), AHEAD)
         self.session = RenderSession(avatar, self._parts, opts, background, progress=progress, cancel=self.cancel)
+        self._closed = threading.Event()
 
-    def __iter__(self) -> Iterator[Path]:
+    def _produce(self, out: "queue.Queue[object]") -> None:
+        """Render and write the chunks (on the preview's thread), handing each path over."""
+        s = self.stats
         try:
             for chunk in self.session.chunks(self.seconds, self.first):
                 path = self.files.write(chunk)
-                s = self.stats
                 if s.first_chunk is None:
                     s.first_chunk = time.perf_counter() - s.started
                 s.chunks += 1
                 s.frames += len(chunk.frames)
                 s.audio_s += chunk.audio.duration
-                yield path
+                self._put(out, path)
+            self._put(out, _DONE)
+        except BaseException as exc:  # raised in the consumer
+            self._put(out, exc)
         finally:
-            self.stats.finished = time.perf_counter()
+            s.finished = time.perf_counter()
             self._parts.close()
             self.session.close()
+
+    def _put(self, out: "queue.Queue[object]", item: object) -> None:
+        while not self._closed.is_set():
+            try:
+                out.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Path]:
+        """Chunk paths in order. The chunks are made on a thread, so the consumer's own
+        work on a chunk (Gradio probes and remuxes each one) overlaps the next chunk's
+        render; leaving the loop early stops the render."""
+        out: "queue.Queue[object]" = queue.Queue(maxsize=CHUNKS_AHEAD)
+        worker = threading.Thread(target=self._produce, args=(out,), name="live-preview", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            self._closed.set()
+            self.cancel.cancel()  # no-op when the render is done; else it stops at the next frame
+            worker.join(timeout=5.0)
+
+
+_DONE = object()
 
 
 def stream_preview(
