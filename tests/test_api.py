@@ -66,9 +66,11 @@ class FakeJob:
 class FakeJobs:
     """The agreed JobSystem interface, in memory: submit validates and copies like the real one."""
 
+    queue_limit_hidden = False
+
     def __init__(self, data_dir: Path, queue_limit: int | None = None) -> None:
         self.data_dir = data_dir
-        self.queue_limit = queue_limit
+        self.limit = queue_limit
         self.jobs: dict[str, FakeJob] = {}
         self.copied: dict[str, dict[str, bytes]] = {}
         self.lock = threading.Lock()
@@ -77,7 +79,7 @@ class FakeJobs:
         request.validate(check_files=True)
         with self.lock:
             active = sum(j.state in ("queued", "running") for j in self.jobs.values())
-            if self.queue_limit is not None and active >= self.queue_limit:
+            if self.limit is not None and active >= self.limit:
                 raise FakeQueueFull(f"{active} jobs queued or running", retry_after=2.5)
             job = FakeJob(uuid.uuid4().hex, name or "render", request=request.to_dict(), webhook_url=webhook_url)
             # the uploads are only there during submit: keep their bytes like the real copy
@@ -86,6 +88,13 @@ class FakeJobs:
                                     ("bg_image", request.background.image)) if p}
             self.jobs[job.id] = job
         return job
+
+    @property
+    def queue_limit(self):
+        return None if self.queue_limit_hidden else self.limit
+
+    def retry_after(self):
+        return 2.5
 
     def get(self, job_id):
         return self.jobs.get(job_id)
@@ -262,6 +271,20 @@ def test_queue_full_is_429_with_retry_after(tmp_path):
     assert resp.json()["error"]["retry_after"] == 2.5
     metrics = c.get("/metrics").text
     assert 'avatar_studio_api_rejected_total{code="queue_full"} 3.0' in metrics
+    # a slot frees up: accepted again
+    c.fake.jobs[next(iter(c.fake.jobs))].state = "done"
+    assert post(c, {"text": "now"}, headers={}).status_code == 202
+
+
+def test_queue_full_found_on_submit_is_429_too(tmp_path):
+    """The job system checks the limit atomically on submit (two requests racing for one slot)."""
+    fake = FakeJobs(tmp_path, queue_limit=1)
+    fake.queue_limit_hidden = True  # the API's early check does not see it: only submit refuses
+    c = make_client(tmp_path, jobs=fake)
+    assert post(c, {"text": "one"}, headers={}).status_code == 202
+    resp = post(c, {"text": "two"}, headers={})
+    assert_error(resp, 429, "queue_full")
+    assert resp.headers["retry-after"] == "3"
 
 
 # ---------------------------------------------------------------------------- bad input: 4xx JSON, never 500

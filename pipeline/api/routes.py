@@ -11,6 +11,7 @@ everything the routes raise is answered as ``{"error": {"code", "message"}}``
 from __future__ import annotations
 
 import hmac
+import math
 import mimetypes
 import shutil
 import tempfile
@@ -108,6 +109,7 @@ def build_router(settings: ApiSettings, jobs: Callable[[], Any]) -> APIRouter:
         jobsys = system()
         field_bytes = max(1 << 20, settings.max_text_chars * 4 + 4096)
         try:
+            await run_in_threadpool(_room_in_queue, jobsys, settings)  # before reading a large upload
             form = await read_form(request, settings.max_upload_bytes, field_bytes)
         except ApiError as exc:
             metrics.rejected.labels(exc.code).inc()
@@ -186,6 +188,20 @@ def build_router(settings: ApiSettings, jobs: Callable[[], Any]) -> APIRouter:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+def _room_in_queue(jobsys: Any, settings: ApiSettings) -> None:
+    """429 at once when the queue is already full (the job system checks again, atomically, on submit)."""
+    limit = getattr(jobsys, "queue_limit", None) or settings.queue_limit
+    if not limit:
+        return
+    counts = jobsys.counts()
+    active = counts.get("queued", 0) + counts.get("running", 0)
+    if active >= limit:
+        retry = float(jobsys.retry_after()) if hasattr(jobsys, "retry_after") else 5.0
+        raise ApiError(429, "queue_full", f"{active} jobs are queued or running (the limit is {limit}); "
+                       "try again after Retry-After seconds.", {"Retry-After": str(max(1, math.ceil(retry)))},
+                       retry_after=retry)
 
 
 def _staging_root(jobsys: Any) -> str | None:
