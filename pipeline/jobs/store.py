@@ -143,7 +143,14 @@ class JobStore:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
-        _META.create_all(self.engine, checkfirst=True)
+        for attempt in range(5):  # two processes starting at once may both try to create the table
+            try:
+                _META.create_all(self.engine, checkfirst=True)
+                break
+            except sa.exc.DBAPIError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def close(self) -> None:
         self.engine.dispose()
