@@ -37,6 +37,8 @@ NEAR_S = 0.05  # a recognised /p b m/ this close already explains a closure
 SPURIOUS_P = 0.03  # a recognised /p b m/ whose frames all stay below this is not one
 DIP_SUPPORT_P = 0.15  # a loudness dip closes the lips only if the classifier leans this far
 MAX_BILABIAL_S = 0.1  # a recognised /p b m/ longer than this keeps only its most closed part
+MIN_VOWEL_S = 0.03  # (what is left on either side becomes a vowel if at least this long...
+VOWEL_LEVEL = 0.5  # ...or this loud, on the loudness scale of acoustic.Analysis.level)
 ONSET_P = 0.05  # speech starting after a pause with a /p b m/ probability this high starts closed
 ONSET_S = 0.03  # (a closure this long from the onset on)
 NASAL_P = 0.3  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
@@ -175,7 +177,7 @@ def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis) -> tupl
         elif support(p.start, p.end) < SPURIOUS_P:
             out.append(Phoneme("d" if p.symbol in ("p", "b") else "n", p.start, p.end, p.stress, p.word))
         elif p.end - p.start > MAX_BILABIAL_S:
-            out += _trim(p, pb, step)
+            out += _trim(p, pb, step, an.level)
         else:
             out.append(p)
     runs = [((a - 0.5) * step, (b - 0.5) * step) for a, b in _runs(pb >= CLOSED_P)]
@@ -209,7 +211,16 @@ def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis) -> tupl
     return align.overlay(tuple(out), extra) if extra else tuple(out)
 
 
-def _trim(p: Phoneme, pb: np.ndarray, step: float) -> list[Phoneme]:
+def _loud(level: np.ndarray, a: float, b: float) -> bool:
+    """Whether ``level`` (loudness 0..1 at ``passes.RATE``) averages at least VOWEL_LEVEL over [a, b)."""
+    from pipeline.visemes import passes
+
+    i, j = int(a * passes.RATE), max(int(a * passes.RATE) + 1, int(b * passes.RATE))
+    seg = level[i:j]
+    return bool(len(seg)) and float(seg.mean()) >= VOWEL_LEVEL
+
+
+def _trim(p: Phoneme, pb: np.ndarray, step: float, level: np.ndarray) -> list[Phoneme]:
     """A recognised bilabial longer than ``MAX_BILABIAL_S`` (the recogniser ran it into
     the vowel next to it): the ``MAX_BILABIAL_S`` where the classifier hears the lips
     most closed stay a bilabial, the rest becomes a neutral vowel (its opening then
@@ -222,6 +233,11 @@ def _trim(p: Phoneme, pb: np.ndarray, step: float) -> list[Phoneme]:
     best = int(np.argmax(np.convolve(seg, np.ones(n), mode="valid")))
     a = max(p.start, (i + best) * step)
     b = min(p.end, a + MAX_BILABIAL_S)
+    # a sliver that is not loud (the bilabial ran into a pause, not a vowel) stays the bilabial's
+    if a - p.start < MIN_VOWEL_S and not _loud(level, p.start, a):
+        a = p.start
+    if p.end - b < MIN_VOWEL_S and not _loud(level, b, p.end):
+        b = p.end
     out = []
     if a > p.start + 1e-6:
         out.append(Phoneme("ə", p.start, a))
@@ -247,11 +263,6 @@ def _from_activity(an: Analysis) -> tuple[Phoneme, ...]:
     if t < an.duration:
         out.append(Phoneme(PAUSE, t, an.duration))
     return tuple(out)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -13,8 +13,11 @@ def dense_curve(speech: Speech) -> tuple[np.ndarray, list[passes.Closure], list[
     """Dense (RATE Hz) mouth curve, closure intervals and vowel peaks for ``speech``."""
     if speech.phonemes:
         keys = passes.pauses(passes.targets(speech.phonemes))
+        if speech.source == "phones":
+            keys = passes.hedge_vowels(keys, HEDGE_VOWELS)
         curve = passes.coarticulate(keys, speech.duration)
-        cl = passes.closures(keys)
+        # recognised phones run on into a pause by a few tens of ms: close sooner after them
+        cl = passes.closures(keys, settle=PHONES_SETTLE_S if speech.source == "phones" else 0.04)
         curve = passes.smooth(curve)
         if speech.source == "phones":
             curve = _with_loudness(curve, speech)
@@ -25,9 +28,12 @@ def dense_curve(speech: Speech) -> tuple[np.ndarray, list[passes.Closure], list[
     return curve, cl, []
 
 
+PHONES_SETTLE_S = 0.01  # lips close this soon after recognised speech ends (0.04 with exact times)
+HEDGE_VOWELS = 0.5  # recognised vowels (no transcript) open at least this far towards /ə/
 SILENT_DB = 50.0  # audio this far below the speech level (or under -65 dBFS) is silence
 SILENT_MIN_S = 0.12  # silences at least this long close the lips (as pauses of a transcript do)
-SILENT_MARGIN_S = 0.04  # the lips close this long after a silence starts and open this long before it ends
+SILENT_SETTLE_S = 0.02  # the lips close this long after a silence starts...
+SILENT_MARGIN_S = 0.04  # ...and open this long before it ends
 
 
 def silent_closures(audio: AudioClip) -> list[passes.Closure]:
@@ -47,7 +53,7 @@ def silent_closures(audio: AudioClip) -> list[passes.Closure]:
     for a, b in zip(edges[::2], edges[1::2]):
         t0, t1 = a / passes.RATE, b / passes.RATE
         if t1 - t0 >= SILENT_MIN_S:
-            start = t0 if a == 0 else t0 + SILENT_MARGIN_S
+            start = t0 if a == 0 else t0 + SILENT_SETTLE_S
             end = t1 + 1.0 if b == n else t1 - SILENT_MARGIN_S
             out.append(passes.Closure(start, end))
     return out

@@ -62,6 +62,24 @@ def targets(phonemes: Sequence[Phoneme]) -> list[Key]:
     return keys
 
 
+def hedge_vowels(keys: Sequence[Key], share: float) -> list[Key]:
+    """Vowels whose identity is a guess (phones recognised without a transcript) open at
+    least ``share`` of the way to the neutral vowel /ə/: the recogniser often names a
+    reduced vowel /ɪ/ or /ʊ/ where a schwa or /ʌ/ was said, and a mouth that stays nearly
+    shut through a vowel is the worse error. Wider vowels keep their own opening."""
+    ref = classify("ə").pose.as_array()
+    out: list[Key] = []
+    for k in keys:
+        if k.kind == "vowel" and share > 0:
+            tgt = k.target.copy()
+            for ch in ("jaw", "gap"):
+                i = CH[ch]
+                tgt[i] = max(tgt[i], tgt[i] + share * (ref[i] - tgt[i]))
+            k = replace(k, target=tgt)
+        out.append(k)
+    return out
+
+
 # --- pass 2: pauses ---------------------------------------------------------------
 
 SHORT_PAUSE = 0.12  # s; word gaps shorter than this do not close the mouth
@@ -178,8 +196,9 @@ def smooth(curve: np.ndarray, rate: float = RATE, time_constant: float = 0.018) 
     return run(fwd[::-1])[::-1].astype(np.float32)
 
 
-def closures(keys: Sequence[Key], min_len: float = 0.0) -> list[Closure]:
-    """Intervals where the lips must touch: bilabial phones and long pauses."""
+def closures(keys: Sequence[Key], min_len: float = 0.0, settle: float = 0.04) -> list[Closure]:
+    """Intervals where the lips must touch: bilabial phones and long pauses, which close
+    ``settle`` seconds after the speech before them ends."""
     out: list[Closure] = []
     for i, k in enumerate(keys):
         if k.kind == "bilabial":
@@ -188,7 +207,7 @@ def closures(keys: Sequence[Key], min_len: float = 0.0) -> list[Closure]:
             out.append(Closure(k.start, k.end - 0.25 * dur))
         elif k.kind == "pause" and (k.end - k.start) >= max(min_len, SHORT_PAUSE):
             # leave room to close after speech and to open before it, except at the ends
-            a = k.start if i == 0 else k.start + 0.04
+            a = k.start if i == 0 else k.start + settle
             b = k.end + 1.0 if i == len(keys) - 1 else k.end - 0.04
             out.append(Closure(a, b))
     return [c for c in out if c.end > c.start]
