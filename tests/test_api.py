@@ -334,6 +334,15 @@ BAD = [
     ("truncated avatar", {"text": "hi"}, {"avatar": ("face.png", "png-cut")}, 422, "unsupported_media"),
     ("avatar not an image", {"text": "hi"}, {"avatar": ("face.png", b"hello, not a picture" * 10)},
      422, "unsupported_media"),
+    ("truncated video avatar", {"text": "hi"}, {"avatar": ("clip.webm", "webm-cut")}, 422, "unsupported_media"),
+    ("truncated video background", {"text": "hi"}, {"background": ("bg.webm", "webm-cut")}, 422, "unsupported_media"),
+    ("video background in image mode", {"text": "hi", "options": '{"bg_mode": "image"}'},
+     {"background": ("bg.webm", "webm")}, 422, "invalid_option"),
+    ("voice as a path", {"text": "hi", "voice": "/etc/passwd.onnx"}, {}, 422, "invalid_option"),
+    ("voice not text", {"text": "hi", "options": '{"voice": 5}'}, {}, 422, "invalid_option"),
+    ("voice given twice", {"text": "hi", "voice": "espeak:de", "options": '{"voice": "espeak:fr"}'}, {},
+     422, "invalid_option"),
+    ("control characters", {"text": "hi\x00there"}, {}, 422, "invalid_text"),
     ("empty audio", {}, {"audio": ("a.wav", b"")}, 422, "unsupported_media"),
     ("truncated audio", {}, {"audio": ("a.wav", "wav-cut")}, 422, "unsupported_media"),
     ("audio not audio", {}, {"audio": ("a.mp3", b"\x00\x01garbage" * 64)}, 422, "unsupported_media"),
@@ -359,7 +368,22 @@ def bad_media(media) -> dict[str, bytes]:
 
     with tempfile.TemporaryDirectory() as d:
         silence = save_wav(AudioClip(np.zeros(16000, np.float32), 16000), Path(d) / "s.wav").read_bytes()
-    return {**media, "png-cut": _truncated(media["png"]), "wav-cut": _truncated(media["wav"]), "silence": silence}
+    import av
+
+    with tempfile.TemporaryDirectory() as d:
+        clip = Path(d) / "clip.webm"
+        with av.open(str(clip), "w") as out:
+            stream = out.add_stream("libvpx-vp9", rate=10)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            for i in range(20):  # 2 s
+                frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 10, np.uint8), format="rgb24")
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        webm = clip.read_bytes()
+    return {**media, "png-cut": _truncated(media["png"]), "wav-cut": _truncated(media["wav"]), "silence": silence,
+            "webm": webm, "webm-cut": _truncated(webm)}
 
 
 @pytest.mark.parametrize("case,data,files,status,code", BAD, ids=[b[0] for b in BAD])
@@ -495,3 +519,22 @@ def test_health_and_no_job_system(tmp_path):
     assert_error(post(none, {"text": "hi"}, headers={}), 503, "jobs_unavailable")
     assert_error(none.get("/api/v1/renders"), 503, "jobs_unavailable")
     assert "avatar_studio_jobs_up 0.0" in none.get("/metrics").text
+
+
+def test_a_video_background_sets_its_mode_and_a_png_sequence_comes_zipped(client, bad_media, tmp_path):
+    import zipfile
+
+    resp = post(client, {"text": "Over a video."}, {"background": ("loop.webm", bad_media["webm"])})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    assert resp.json()["request"]["background"]["mode"] == "video"
+    assert resp.json()["request"]["background"]["video"].endswith("background.webm")
+    frames = tmp_path / "seq"
+    frames.mkdir()
+    for i in range(3):
+        (frames / f"{i:05d}.png").write_bytes(bad_media["png"])
+    client.fake.finish(job_id, frames, 1.0, 30.0)
+    got = client.get(f"/api/v1/renders/{job_id}/video", headers=AUTH)
+    assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(got.content)).namelist()
+    assert sorted(names) == ["00000.png", "00001.png", "00002.png"]

@@ -39,6 +39,7 @@ SERVER_ONLY = {"max_chars": "the text limit is the server's (--max-text-chars)",
                "bg_video": "upload the video as the 'background' file"}
 _NAME = re.compile(r"[\w][\w .()+,=@-]{0,99}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 
@@ -153,6 +154,11 @@ def _voice(name: str, language: str, text: str) -> str:
     """The TTS voice id: the one named, else the best installed voice of ``language``."""
     from pipeline.speech import voices
 
+    if not isinstance(name, str):
+        raise InvalidOption(f"The voice must be a voice id (text), not {json.dumps(name)}.")
+    if "/" in name or "\\" in name or name.lower().endswith(".onnx"):
+        raise InvalidOption(f"The voice {name[:80]!r} looks like a file path; name a voice by its id "
+                            "(GET /api/v1/voices).")
     if name:
         voice = voices.resolve(name)  # ModelUnavailable for an unknown id
         if not voice.installed:
@@ -190,10 +196,12 @@ def render_form(form: FormData, folder: Path, settings: ApiSettings) -> RenderFo
         raise ApiError(400, "bad_request", f"Unknown form field(s): {', '.join(unknown)}. "
                        f"Known: {', '.join(FILE_FIELDS + TEXT_FIELDS)}.")
     text = _text(form, "text", limit=max(settings.max_text_chars, 1) * 4)
+    transcript = _text(form, "transcript", limit=max(settings.max_text_chars, 1) * 4)
+    if _CONTROL.search(text) or _CONTROL.search(transcript):
+        raise InvalidText("The text or transcript contains control characters (such as NUL); send plain text.")
     if len(text) > settings.max_text_chars:
         raise InvalidText(f"The text is {len(text)} characters long; this server accepts at most "
                           f"{settings.max_text_chars} per render.")
-    transcript = _text(form, "transcript", limit=max(settings.max_text_chars, 1) * 4)
     language = _text(form, "language", 40)
     if language and not _LANGUAGE.fullmatch(language):
         raise InvalidOption(f"'language' must be a language tag like en, de or pt-BR, not {language!r}.")

@@ -124,17 +124,31 @@ def probe_visual(path: Path, what: str) -> str:
 
 
 def _first_video_frame(path: Path) -> bool:
+    """Whether ``path`` is a video whose first frame decodes; UnsupportedMedia when its
+    packets end well before the duration its header declares (a cut-off upload)."""
     import av
 
     try:
         with av.open(str(path), metadata_errors="replace") as container:
             if not container.streams.video:
                 return False
-            for _ in container.decode(video=0):
-                return True
-    except (av.FFmpegError, OSError, ValueError):
+            stream = container.streams.video[0]
+            if next(iter(container.decode(stream)), None) is None:
+                return False
+            declared = (container.duration or 0) / 1e6
+            container.seek(0)
+            end = 0.0
+            for packet in container.demux(stream):
+                if packet.pts is not None and stream.time_base is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * stream.time_base))
+            start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+    except (av.FFmpegError, OSError, ValueError, StopIteration):
         return False
-    return False
+    got = end - start
+    if declared > 0 and declared - got > max(0.25, 0.05 * declared):
+        raise UnsupportedMedia(f"The video upload is truncated: its header says {declared:.1f} s, "
+                               f"its frames end at {got:.1f} s.")
+    return True
 
 
 def probe_audio(path: Path, what: str = "audio") -> float:
