@@ -70,10 +70,11 @@ def remove_stale(final: Path, job_id: str) -> None:
     """Remove what an interrupted earlier try of this job left (temp names only)."""
     from pipeline.export.base import remove_path
 
-    prefix = temp_output(final, job_id).name.rsplit(".partial", 1)[0]
+    # ours, and the writer's own temp names made from ours (".<our temp name>.<pid>-<id>.partial...")
+    mark = temp_output(final, job_id).name.rsplit(".partial", 1)[0] + ".partial"
     if final.parent.is_dir():
         for p in final.parent.iterdir():
-            if p.name.startswith(prefix):
+            if p.name.startswith(mark) or p.name.startswith("." + mark):
                 remove_path(p)
 
 
