@@ -80,11 +80,12 @@ def vfr_times(seconds: float, seed: int = 0, lo: float = 1 / 40, hi: float = 1 /
 
 def make_clip(
     path: Path, seconds: float = 3.0, *, size: tuple[int, int] = (W, H), vfr: bool = True, fps: float = 30.0,
-    blank: tuple[tuple[float, float], ...] = (), rotation: int = 0, cut_at: float | None = None,
+    blank: tuple[tuple[float, float], ...] = (), cover: tuple[tuple[float, float], ...] = (), rotation: int = 0, cut_at: float | None = None,
     second_face: bool = False, mouth: bool = True, codec: str = "libx264", seed: int = 0, amount: float = 1.0,
     scale: float = 1.3, audio: bool = False,
 ) -> ClipTruth:
-    """Write a presenter clip (see the module docstring); ``blank`` spans (s) show no face."""
+    """Write a presenter clip (see the module docstring); ``blank`` spans (s) are flat grey,
+    in ``cover`` spans a box hides the face."""
     avatar, _ = _photo_rig()
     times = vfr_times(seconds, seed) if vfr else np.arange(int(round(seconds * fps))) / fps
     w, h = size
@@ -112,6 +113,11 @@ def make_clip(
                 frame[4 : 4 + w // 3, w - 4 - w // 3 : w - 4] = small
             if cut_at is not None and t >= cut_at:
                 frame = other.copy()
+            if any(a0 <= t < a1 for a0, a1 in cover):  # something in front of the face, the room as it was
+                fc = m[:, :2] @ np.array(FACE_CENTRE) + m[:, 2]
+                r = int(0.55 * 92 * m[0, 0] / np.cos(np.arctan2(m[1, 0], m[0, 0])))
+                cv2.rectangle(frame, (int(fc[0]) - r, int(fc[1]) - int(1.3 * r)), (int(fc[0]) + r, int(fc[1]) + int(1.3 * r)),
+                              (150, 120, 100), -1)
             if any(a0 <= t < a1 for a0, a1 in blank):
                 frame = np.full_like(frame, 128)
             frame = np.ascontiguousarray(np.rot90(frame, -k_rot)) if k_rot else frame

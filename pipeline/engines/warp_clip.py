@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterator
 
@@ -42,13 +43,15 @@ from pipeline.types import Avatar, Frame, Tracks
 log = logging.getLogger(__name__)
 
 MOUTH_CHANNELS = ("jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile")
-MASK_TOP = 0.12  # mask top edge below the subnasale, mouth widths
-MASK_DROP = 0.5  # how far below the chin the mask reaches (covers the source's jaw travel), mouth widths
-MASK_INSET = 0.88  # the mask's sides at this share of the jaw's half width (stays on the face)
+MASK_TOP = 0.05  # mask top edge below the subnasale, mouth widths
+MASK_DROP = 0.7  # how far below the chin the mask reaches (covers the source's jaw travel), mouth widths
+MASK_INSET = 0.92  # the mask's sides at this share of the jaw's half width (stays on the face)
 FEATHER = 0.07  # mask feather (Gaussian sigma), mouth widths
 GAIN_LIMIT = 0.15  # colour match: at most +-15 % per channel
 GAIN_EMA = 0.3  # colour match smoothing over frames
 PREFETCH = 8  # frames decoded ahead on a second thread
+OCCLUDED = 28.0  # grey levels: a frame without a detected face that differs this much at the mask's
+# edge from the reference is covered (a hand, a flash): it is shown as it is, without a mouth
 
 
 @dataclass
@@ -62,11 +65,11 @@ class ClipRig:
     mouth: object  # warp.MouthRig of the reference
     ref: np.ndarray  # sealed reference frame at output size (RGB)
     buf: np.ndarray  # working copy: the mouth region is redrawn into it per frame
-    rect: tuple[int, int, int, int]  # the mouth region in reference pixels
+    rect: tuple[int, int, int, int]  # what the reference supplies (mask bounds), reference pixels
     mask: np.ndarray  # float32 blend weight over ``rect``
-    ring: np.ndarray  # bool over ``rect``: where the colour match is measured
     affines: np.ndarray  # (n_clip, 2, 3) reference -> clip frame, output pixels
     speed: np.ndarray  # head speed per clip frame (duration fitting)
+    found: np.ndarray  # bool per clip frame: the face was detected there
     fps: float
     mouth_frame: Callable[..., None]  # the warp engine's mouth renderer
     fitted: str = ""  # how the last render fitted the clip (for logs and tests)
@@ -157,19 +160,20 @@ def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
         mouth.teeth_rgb = teeth
     ref = warp._seal_source_lips(image, lm, mouth)
     track = clip.landmarks[:, list(STABLE), :2] * np.float32(s)
-    affines = _affines(lm[list(STABLE), :2], track)
+    ref_idx = int(manifest["reference"])
+    affines = _affines(track[ref_idx], track)  # the reference frame maps onto itself
     mask_full = _mask(lm, mouth, image.shape[:2])
-    x0, y0, x1, y1 = mouth.field.rect
+    ys, xs = np.nonzero(mask_full > 1.0 / 255)
+    if len(ys):  # the rectangle the reference supplies (the mouth region and the neck below it)
+        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    else:
+        x0, y0, x1, y1 = mouth.field.rect
     mask = np.ascontiguousarray(mask_full[y0:y1, x0:x1])
-    # nothing at the region's border: the blend never shows a straight edge
-    taper = max(2, int(round(0.5 * FEATHER * mouth.W)))
-    ry = np.clip(np.minimum(np.arange(y1 - y0), np.arange(y1 - y0)[::-1]) / taper, 0, 1)
-    rx = np.clip(np.minimum(np.arange(x1 - x0), np.arange(x1 - x0)[::-1]) / taper, 0, 1)
-    mask *= np.outer(ry, rx).astype(np.float32)
-    ring = (mask > 0.15) & (mask < 0.85)
     speed = head_speed(clip.landmarks, float(manifest.get("face_width", 100.0)))
+    with np.load(Path(clip.path).parent / "track.npz") as data:
+        found = data["found"].astype(bool)
     return ClipRig(clip.path, int(manifest["stored_frames"]), first, clip.n_frames, size, stored, mouth, ref,
-                   ref.copy(), (x0, y0, x1, y1), mask, ring, affines, speed, clip.fps, warp._mouth_frame)
+                   ref.copy(), (x0, y0, x1, y1), mask, affines, speed, found, clip.fps, warp._mouth_frame)
 
 
 def _like(new: Avatar, old: Avatar) -> Avatar:
@@ -233,14 +237,17 @@ def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
     x0, y0, x1, y1 = rig.rect
     corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float32)
     W, H = rig.size
-    mask8 = np.round(rig.mask * 255).astype(np.uint8)
-    gain = np.ones(3, np.float32)
+    gain = np.ones(3, np.float64)
     patch4 = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
-    patch4[..., 3] = mask8
+    patch4[..., 3] = np.round(rig.mask * 255).astype(np.uint8)
+    last: tuple[float, ...] | None = None
     for i, frame in enumerate(_prefetch(rig, order)):
         c = {k: float(v[i]) for k, v in chans.items()}
-        rig.mouth_frame(rig.mouth, rig.ref, rig.buf, c)
-        patch4[..., :3] = rig.buf[y0:y1, x0:x1]
+        key = tuple(c.values())
+        if key != last:  # the same mouth as the frame before (a pause) is not drawn again
+            rig.mouth_frame(rig.mouth, rig.ref, rig.buf, c)
+            patch4[..., :3] = rig.buf[y0:y1, x0:x1]
+            last = key
         A = rig.affines[int(order[i])]
         dst = corners @ A.T
         dx0, dy0 = np.maximum(np.floor(dst.min(0)).astype(int) - 1, 0)
@@ -253,13 +260,22 @@ def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
         warped = cv2.warpAffine(patch4, M, (int(dx1 - dx0), int(dy1 - dy0)), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
         region = frame[dy0:dy1, dx0:dx1]
-        a = warped[..., 3:4].astype(np.float32) * np.float32(1 / 255.0)
-        sel = (a[..., 0] > 0.15) & (a[..., 0] < 0.85)
-        if sel.sum() > 20:  # colour match on the feathered edge, smoothed over frames
-            want = region[sel].mean(0) / np.maximum(warped[..., :3][sel].mean(0), 1.0)
-            want = np.clip(want, 1 - GAIN_LIMIT, 1 + GAIN_LIMIT).astype(np.float32)
-            gain += np.float32(GAIN_EMA if i else 1.0) * (want - gain)
-        src = warped[..., :3].astype(np.float32) * gain
-        base = region.astype(np.float32)
-        region[:] = np.clip(base + (src - base) * a + 0.5, 0, 255).astype(np.uint8)
+        alpha = np.ascontiguousarray(warped[..., 3])
+        rgb = cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
+        ring = cv2.inRange(alpha, 38, 217)  # the feathered edge: where the colours are compared
+        edge = cv2.countNonZero(ring) > 20
+        if edge and not rig.found[int(order[i])]:
+            gained = cv2.multiply(rgb, (float(gain[0]), float(gain[1]), float(gain[2]), 0.0))
+            if float(np.mean(cv2.mean(cv2.absdiff(region, gained), mask=ring)[:3])) > OCCLUDED:
+                yield frame  # the face is not there to draw a mouth on
+                continue
+        if edge:  # colour match, smoothed over frames
+            have = np.array(cv2.mean(rgb, mask=ring)[:3])
+            want = np.array(cv2.mean(region, mask=ring)[:3]) / np.maximum(have, 1.0)
+            want = np.clip(want, 1 - GAIN_LIMIT, 1 + GAIN_LIMIT)
+            gain += (GAIN_EMA if i else 1.0) * (want - gain)
+        src = cv2.multiply(rgb, (float(gain[0]), float(gain[1]), float(gain[2]), 0.0))
+        a = alpha.astype(np.float32)
+        a *= np.float32(1 / 255.0)
+        region[:] = cv2.blendLinear(src, np.ascontiguousarray(region), a, 1.0 - a)
         yield frame

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.face.landmarks import MultiFacePolicy, _box, mouth_gap_ratio
+from pipeline.face.landmarks import MultiFacePolicy, _box, _refine, mouth_gap_ratio
 from pipeline.face.pose import head_pose
 from pipeline.face.track import CROP, FaceTracker
 from pipeline.face.track_filter import BETA, MIN_CUTOFF
@@ -42,7 +42,7 @@ from pipeline.types import Avatar, Clip, FaceInfo
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AVATAR_STUDIO_CACHE"
-VERSION = 1  # of the prepared clip's layout and method; a change prepares every clip again
+VERSION = 2  # of the prepared clip's layout and method; a change prepares every clip again
 MANIFEST = "manifest.json"
 
 
@@ -120,7 +120,12 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
         ref = _reference(track.raw, track.found)
         gaps = np.array([mouth_gap_ratio(p) for p in track.raw])
         gaps[~track.found] = 0
-        np.savez_compressed(tmp / "track.npz", landmarks=lm, raw=track.raw, found=track.found)
+        # the reference frame's mouth is drawn from: its landmarks as precise as a photo's
+        # (refined, not smoothed: smoothing lags a talking mouth)
+        with BlockReader(tmp / "clip.mp4", writer.frames, fps) as frames:
+            still = frames[track.start + ref]
+        reference = _refine(still, track.raw[ref]).astype(np.float32)
+        np.savez_compressed(tmp / "track.npz", landmarks=lm, raw=track.raw, found=track.found, reference=reference)
         notes = list(track.warnings)
         if info.vfr:
             notes.append(f"The clip has a variable frame rate; it is re-timed to a constant {fps:g} fps by timestamp.")
@@ -173,12 +178,12 @@ def prepare_clip(path: str | Path, fps: float = 25.0, multi_face: MultiFacePolic
 def avatar_of(folder: Path, manifest: dict[str, Any], name: str, key: str) -> Avatar:
     with np.load(folder / "track.npz") as data:
         landmarks = data["landmarks"].astype(np.float32)
+        pts = data["reference"].astype(np.float32)
     clip = Clip(path=str(folder / "clip.mp4"), fps=float(manifest["fps"]), n_frames=int(manifest["frames"]),
                 landmarks=landmarks)
     ref = int(manifest["reference"])
     with open_frames(clip) as frames:
         image = frames[int(manifest["first"]) + ref].copy()
-    pts = landmarks[ref]
     yaw, pitch, roll = head_pose(pts)
     face = FaceInfo(landmarks=pts.copy(), box=_box(pts, image.shape), yaw=yaw, pitch=pitch, roll=roll)
     return Avatar(image=image, face=face, key=f"clip-{key}", name=name, warnings=tuple(manifest["warnings"]), clip=clip)

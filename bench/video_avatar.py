@@ -1,0 +1,102 @@
+"""Video avatar speed: preparing a 720p presenter clip (cold cache), and rendering with the
+prepared clip at 720p next to x264 encode-only of the same frames in the same run.
+
+    python bench/video_avatar.py [--seconds 10] [--speech 10] [--repeat 3] [--preset veryfast]
+
+The clip is synthetic (tests/test_video_avatar_fixtures.py: the sample photo with a moving
+mouth, swaying, written at a variable frame rate, ~30 fps on average). Reports medians over
+--repeat runs. Not a test: it prints numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import numpy as np  # noqa: E402
+
+import pipeline  # noqa: E402
+from pipeline.export import open_writer  # noqa: E402
+from pipeline.options import ExportOptions, RenderOptions  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from render_speed import speech_of  # noqa: E402
+from test_video_avatar_fixtures import make_clip  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10.0, help="source clip length")
+    ap.add_argument("--speech", type=float, default=10.0, help="speech length (longer than the clip: it loops)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--preset", default="veryfast")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="video-avatar-bench-"))
+    try:
+        t = time.perf_counter()
+        make_clip(tmp / "presenter.mp4", args.seconds, size=(1280, 720), scale=3.2, seed=1)
+        make_s = time.perf_counter() - t
+        from pipeline.face.clip import manifest_of, prepare_clip
+
+        prepare_clip(tmp / "presenter.mp4", 25.0)  # warm the models (FaceMesh load) outside the timing
+        prep = []
+        for r in range(args.repeat):
+            os.environ["AVATAR_STUDIO_CACHE"] = str(tmp / f"cache{r}")
+            t = time.perf_counter()
+            avatar = prepare_clip(tmp / "presenter.mp4", 25.0)
+            prep.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        prepare_clip(tmp / "presenter.mp4", 25.0)
+        cached_s = time.perf_counter() - t
+        manifest = manifest_of(avatar.clip)  # type: ignore[arg-type]
+        speech = speech_of(args.speech)
+        ropts, eopts = RenderOptions(), ExportOptions(preset=args.preset)
+        e2e, engine, encode = [], [], []
+        frames: list[np.ndarray] = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            res = pipeline.render_to_file(avatar, speech, tmp / "e2e.mp4", ropts, eopts)
+            e2e.append(res.frames / (time.perf_counter() - t))
+            t = time.perf_counter()
+            frames = list(pipeline.RenderSession(avatar, speech, ropts).frames())
+            engine.append(len(frames) / (time.perf_counter() - t))
+            h, w = frames[0].shape[:2]
+            t = time.perf_counter()
+            with open_writer(tmp / "enc.mp4", w, h, ropts.fps, speech.audio, eopts) as wr:
+                for f in frames:
+                    wr.write(f)
+            encode.append(len(frames) / (time.perf_counter() - t))
+        out = {
+            "cpu_cores": os.cpu_count(),
+            "clip": f"{args.seconds:g} s synthetic VFR 1280x720 H.264 ({manifest['source']['frames']} frames)",
+            "clip_written_s": round(make_s, 2),
+            "prepare_s_median": round(statistics.median(prep), 2),
+            "prepare_s_runs": [round(p, 2) for p in prep],
+            "prepare_cached_s": round(cached_s, 3),
+            "speech_s": round(speech.duration, 2),
+            "frames": len(frames),
+            "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+            "x264_preset": args.preset,
+            "render_to_file_fps_median": round(statistics.median(e2e), 1),
+            "engine_only_fps_median": round(statistics.median(engine), 1),
+            "encode_only_fps_median": round(statistics.median(encode), 1),
+            "runs": args.repeat,
+        }
+        print(json.dumps(out, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
