@@ -281,24 +281,38 @@ class RenderSession:
     def chunks(self, seconds: float = 1.0, first: float | None = None) -> Iterator[RenderChunk]:
         """Frames in groups of about ``seconds`` (the first ``first`` long), each with its audio.
 
-        A chunk is handed out once the frame after it is made (or the speech has ended), so
-        that the last chunk, whose audio runs to the end of the speech, is known as such."""
+        The last chunk's audio runs to the end of the speech. A streamed session hands a
+        chunk out once its last frame is made; only a chunk that ends exactly where the
+        parts so far end waits for the next part (or the end) to know whether it is the
+        last. The first chunk never waits: if the whole speech ends exactly there, the
+        < half a frame of audio after its last frame is left out."""
         fps = float(timing.fps_fraction(self.fps))
         sizes = [max(1, int(round((first if first is not None else seconds) * fps))), max(1, int(round(seconds * fps)))]
         frames = self.frames()
         start, index = 0, 0
-        ahead = next(frames, None)
-        while ahead is not None:
-            batch: list[Frame] = []
-            while ahead is not None and len(batch) < sizes[min(index, 1)]:
-                batch.append(ahead)
-                ahead = next(frames, None)
+        batch: list[Frame] = []
+        ahead: Frame | None = None  # a frame made early to learn whether the stream goes on
+        while True:
+            frame, ahead = (ahead, None) if ahead is not None else (next(frames, None), None)
+            if frame is None:
+                break
+            batch.append(frame)
+            if len(batch) < sizes[min(index, 1)]:
+                continue
             end = start + len(batch)
-            audio = self.audio
-            b = len(audio.samples) if ahead is None else self.sample_at(end)
-            clip = AudioClip(audio.samples[self.sample_at(start) : b], audio.rate)
-            yield RenderChunk(index, start, batch, clip, self.fps)
-            start, index = end, index + 1
+            last = self.n_frames is not None and end >= self.n_frames
+            if self.n_frames is None and index > 0 and self.planner is not None and end >= self.planner.frames:
+                ahead = next(frames, None)
+                last = ahead is None
+            yield self._chunk(index, start, batch, last)
+            start, index, batch = end, index + 1, []
+        if batch:
+            yield self._chunk(index, start, batch, True)
+
+    def _chunk(self, index: int, start: int, batch: list[Frame], last: bool) -> RenderChunk:
+        audio = self.audio
+        b = len(audio.samples) if last else self.sample_at(start + len(batch))
+        return RenderChunk(index, start, batch, AudioClip(audio.samples[self.sample_at(start) : b], audio.rate), self.fps)
 
     # ------------------------------------------------------------------ files
 

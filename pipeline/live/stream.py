@@ -108,7 +108,8 @@ class StreamPreview:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.files = ChunkFiles(self.folder)
-        self._parts = prefetched(_at_rate(parts, self.rate), AHEAD)
+        self._first_out = threading.Event()  # the TTS of the next sentences waits for the first chunk
+        self._parts = prefetched(_at_rate(parts, self.rate), AHEAD, hold=self._first_out)
         self.session = RenderSession(avatar, self._parts, opts, background, progress=progress, cancel=self.cancel)
         self._closed = threading.Event()
 
@@ -120,6 +121,7 @@ class StreamPreview:
                 path = self.files.write(chunk)
                 if s.first_chunk is None:
                     s.first_chunk = time.perf_counter() - s.started
+                    self._first_out.set()
                 s.chunks += 1
                 s.frames += len(chunk.frames)
                 s.audio_s += chunk.audio.duration

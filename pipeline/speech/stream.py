@@ -157,8 +157,13 @@ def _fill_pauses(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme,
 _DONE = object()
 
 
-def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-parts") -> Iterator[Speech]:
+def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-parts",
+               hold: threading.Event | None = None) -> Iterator[Speech]:
     """``parts`` made on a thread, up to ``ahead`` parts before they are asked for.
+
+    ``hold``: after the first part the thread waits until this event is set (or the
+    second part is asked for), so it does not take the CPU from whatever turns the first
+    part into the first output (on two cores the next sentence's TTS would).
 
     An exception in the producer is raised in the consumer, in order. Closing the
     returned iterator (or dropping it) stops the producer after its current part."""
@@ -176,9 +181,13 @@ def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-part
 
     def produce() -> None:
         try:
-            for part in parts:
+            for k, part in enumerate(parts):
                 if not put(part):
                     return
+                if k == 0 and hold is not None:
+                    while not hold.wait(0.05):
+                        if stop.is_set():
+                            return
             put(_DONE)
         except BaseException as exc:  # handed to the consumer
             put(exc)
@@ -192,8 +201,12 @@ def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-part
 
     def consume() -> Iterator[Speech]:
         try:
+            got = 0
             while True:
+                if got and hold is not None:
+                    hold.set()  # the next part is wanted now
                 item = q.get()
+                got += 1
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):

@@ -1,0 +1,118 @@
+"""Streaming preview: time to the first chunk on disk, and steady-state speed.
+
+    python bench/live_stream.py [--repeat 5] [--size 512] [--minutes 3]
+
+Measures, in one process that has been warmed up the way the Live tab warms up when it is
+opened (face found, voice, engine and encoders loaded by a one-word stream):
+- first chunk: from the call (what Speak does: parts of the script, one render session
+  over them, chunk files) to the first chunk file on disk, for one sentence and for a
+  3-minute script (the same sentence first);
+- steady state: seconds of video rendered and written per second of wall-clock time
+  after the first chunk, over the whole 3-minute script, and the frame count against
+  round(audio duration * fps);
+- cold: the first chunk in a fresh process with nothing warmed (face, voice, engine).
+Prints JSON with medians. Not a test; numbers on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIRST = "Hello! This is the live preview, and it starts right away."
+SENTENCES = [
+    "Welcome to Avatar Studio, where a single photo becomes a presenter.",
+    "Peter bought a bamboo map for Bob, and maybe a bottle of maple syrup.",
+    "Type a script, pick a voice, and the lips follow every word you write.",
+    "My mother made some lemon pie by the pool before the party began.",
+    "Batch rendering turns one spreadsheet of scripts into fifty short videos.",
+]
+
+
+def script(seconds: float) -> str:
+    text, n = [FIRST], len(FIRST.split())
+    while n < seconds * 3.0:  # the bundled voice says ~3 words per second
+        s = SENTENCES[len(text) % len(SENTENCES)]
+        text.append(s)
+        n += len(s.split())
+    return " ".join(text)
+
+
+def one(avatar, text: str, size: int, whole: bool) -> dict:
+    import pipeline
+    from pipeline.options import RenderOptions, VoiceOptions
+
+    with tempfile.TemporaryDirectory() as folder:
+        t0 = time.perf_counter()
+        preview = pipeline.stream_preview(avatar, pipeline.live_text_parts(text, VoiceOptions()), folder,
+                                          RenderOptions(size=size), started=t0)
+        first_at = None
+        for path in preview:
+            if first_at is None:
+                first_at = time.perf_counter()
+                assert path.exists()
+                if not whole:
+                    break
+        st = preview.stats
+        out = {"first_chunk_ms": round(st.first_chunk * 1000, 1)}
+        if whole:
+            steady = (st.audio_s - 0.48) / max(1e-9, (st.finished or time.perf_counter()) - first_at)
+            out.update(
+                audio_s=round(st.audio_s, 2), chunks=st.chunks, wall_s=round(st.wall_s, 2),
+                steady_x_realtime=round(steady, 2), frames=st.frames,
+                frames_expected=round(preview.session.speech.duration * 25),
+            )
+        return out
+
+
+def cold(size: int) -> float:
+    code = (
+        "import sys, time, tempfile; sys.path.insert(0, %r); t0 = time.perf_counter(); import pipeline;"
+        "from pipeline.options import RenderOptions;"
+        "a = pipeline.prepare_avatar(None);"
+        "p = pipeline.stream_preview(a, pipeline.live_text_parts(%r), tempfile.mkdtemp(), RenderOptions(size=%d),"
+        " started=t0); next(iter(p)); print(p.stats.first_chunk)"
+    ) % (str(ROOT), FIRST, size)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--minutes", type=float, default=3.0)
+    args = ap.parse_args()
+
+    import os
+
+    import pipeline
+
+    avatar = pipeline.prepare_avatar(None)
+    one(avatar, "Hi.", args.size, whole=True)  # the Live tab's warm-up
+    long = script(args.minutes * 60)
+    short_runs = [one(avatar, FIRST, args.size, whole=False)["first_chunk_ms"] for _ in range(args.repeat)]
+    long_first = [one(avatar, long, args.size, whole=False)["first_chunk_ms"] for _ in range(args.repeat)]
+    whole = one(avatar, long, args.size, whole=True)
+    colds = [round(cold(args.size) * 1000, 1) for _ in range(max(1, args.repeat // 2))]
+    print(json.dumps({
+        "size": args.size, "cores": os.cpu_count(), "load_avg": os.getloadavg(),
+        "first_chunk_ms_one_sentence": {"median": statistics.median(short_runs), "runs": short_runs},
+        "first_chunk_ms_long_script": {"median": statistics.median(long_first), "runs": long_first,
+                                       "script_chars": len(long)},
+        "long_script_whole_stream": whole,
+        "cold_process_first_chunk_ms": {"median": statistics.median(colds), "runs": colds},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
