@@ -115,17 +115,28 @@ def commit(tmp: Path, final: Path) -> None:
     _fsync_dir(final.parent)
 
 
+class Interrupted(BaseException):
+    """The process is shutting down mid-render. A BaseException on purpose: DBOS records
+    neither the step nor the workflow as failed, so the job resumes on the next start."""
+
+
 class _Watcher:
-    """Polls the store for a cancel request and sets the render's token."""
+    """Polls the store for a cancel request (and the process for a shutdown) and sets the
+    render's token."""
 
     def __init__(self, system: "JobSystem", job_id: str, token: CancelToken) -> None:
         self._stop = threading.Event()
+        self.interrupted = False
         self._thread = threading.Thread(target=self._run, args=(system, job_id, token), daemon=True,
                                         name=f"cancel-{job_id[:8]}")
         self._thread.start()
 
     def _run(self, system: "JobSystem", job_id: str, token: CancelToken) -> None:
         while not self._stop.wait(CANCEL_POLL_S):
+            if system.stopping.is_set():
+                self.interrupted = True
+                token.cancel()
+                return
             try:
                 if system.store.cancel_requested(job_id):
                     token.cancel()
@@ -171,6 +182,7 @@ def run_render(system: "JobSystem", job_id: str) -> str:
     t0 = time.perf_counter()
     token = CancelToken()
     watcher = _Watcher(system, job_id, token)
+    system.rendering.add(job_id)
     progress = _progress_writer(system, job_id)
     final: Path | None = None
     tmp: Path | None = None
@@ -199,6 +211,9 @@ def run_render(system: "JobSystem", job_id: str) -> str:
         _finish(system, job_id, "done", outputs=outputs, timings=timings, message="Done", progress=1.0)
         return "done"
     except Cancelled:
+        if watcher.interrupted:
+            store.update(job_id, only_states=("running",), message="Interrupted by a shutdown; resumes on the next start")
+            raise Interrupted(job_id) from None
         _finish(system, job_id, "cancelled", error={"code": "cancelled", "message": "The render was cancelled; "
                                                     "nothing was written."}, timings=_elapsed(t0))
         return "cancelled"
@@ -212,6 +227,7 @@ def run_render(system: "JobSystem", job_id: str) -> str:
         return "failed"
     finally:
         watcher.close()
+        system.rendering.discard(job_id)
         if tmp is not None and final is not None:
             remove_stale(final, job_id)
 

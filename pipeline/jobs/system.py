@@ -29,6 +29,7 @@ from pipeline.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
+STOP_WAIT_S = 5.0  # how long stop() waits for running renders to unwind
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+=@,()-]{0,119}")
 
 
@@ -65,9 +66,11 @@ def _suffixes() -> list[str]:
     return [s for n in format_names() for s in format_info(n).suffixes if s]
 
 
-def default_executor_id(role: str) -> str:
-    """Stable across restarts of one role on one machine (so DBOS resumes its own work)."""
-    return os.environ.get("AVATAR_STUDIO_EXECUTOR_ID") or f"{role}-{socket.gethostname()}"
+def default_executor_id(role: str, shared: bool = False) -> str:
+    """Stable across restarts (so DBOS resumes this executor's own interrupted work): the role
+    alone on a local SQLite database (a container's hostname may change on restart), the role
+    and the hostname on a shared PostgreSQL database."""
+    return os.environ.get("AVATAR_STUDIO_EXECUTOR_ID") or (f"{role}-{socket.gethostname()}" if shared else role)
 
 
 # Request fields that name input files, and the roles under which ``submit(files=...)`` may name them.
@@ -88,7 +91,7 @@ class JobSystem:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.database_url = database_url or None
         self.workers = max(0, int(workers))
-        self.executor_id = executor_id or default_executor_id(role)
+        self.executor_id = executor_id or default_executor_id(role, shared=bool(database_url))
         self.queue_limit = queue_limit if queue_limit and queue_limit > 0 else None
         self._secret = webhook_secret
         self.webhook_secret = ""
@@ -96,6 +99,8 @@ class JobSystem:
         self._queue: Any = None
         self._lock = threading.Lock()
         self.started = False
+        self.stopping = threading.Event()  # set by stop(): running renders unwind and resume next start
+        self.rendering: set[str] = set()  # job ids rendering in this process now
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -115,6 +120,7 @@ class JobSystem:
             return
         if workflow._SYSTEM is not None:
             raise RuntimeError("another JobSystem runs in this process (DBOS is one per process); stop it first")
+        self.stopping.clear()
         (self.data_dir / "jobs").mkdir(parents=True, exist_ok=True)
         self.webhook_secret = webhooks.load_secret(self.data_dir, self._secret)
         self.store = JobStore(store_url(self.data_dir, self.database_url))
@@ -144,6 +150,12 @@ class JobSystem:
 
         if not self.started:
             return
+        self.stopping.set()
+        deadline = time.monotonic() + STOP_WAIT_S
+        while self.rendering and time.monotonic() < deadline:  # renders stop within a frame (not mid-TTS)
+            time.sleep(0.05)
+        if self.rendering:
+            log.warning("jobs: %d render(s) still busy at shutdown; they resume on the next start", len(self.rendering))
         self.started = False
         _set_current(None)
         try:
