@@ -80,6 +80,7 @@ def prepare_avatar(source: Any = None, *, name: str = "", multi_face: str = "lar
 
 
 def _prepare(source: Any, name: str, multi_face: str, fps: float = 25.0) -> Avatar:
+    from pipeline.errors import UnsupportedMedia
     from pipeline.face.landmarks import find_face
     from pipeline.media.clip_frames import is_video_path
     from pipeline.media.image import image_key, load_image
@@ -90,7 +91,16 @@ def _prepare(source: Any, name: str, multi_face: str, fps: float = 25.0) -> Avat
         from pipeline.face.clip import prepare_clip
 
         return prepare_clip(source, fps, multi_face=multi_face, name=name)  # type: ignore[arg-type]
-    image = load_image(source)
+    try:
+        image = load_image(source)
+    except UnsupportedMedia:
+        from pipeline.media.clip_frames import looks_like_video
+
+        if isinstance(source, (str, Path)) and looks_like_video(source):  # a clip named without its suffix
+            from pipeline.face.clip import prepare_clip
+
+            return prepare_clip(source, fps, multi_face=multi_face, name=name)  # type: ignore[arg-type]
+        raise
     face = find_face(image, policy=multi_face)  # type: ignore[arg-type]
     warnings = list(face.notes)
     if face.faces_found > 1:

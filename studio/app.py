@@ -79,6 +79,8 @@ def avatar_tab(ctx: StudioContext) -> None:
                     image_mode=None,
                     height=420,
                 )
+                clip = gr.Video(label="…or a presenter clip (2–60 s: upload or record)", sources=["upload", "webcam"],
+                                height=200)
                 detect = gr.Button("Detect face", variant="primary")
             with gr.Column():
                 still = gr.Image(label="Detected face", interactive=False, format="png", height=420)
@@ -89,6 +91,10 @@ def avatar_tab(ctx: StudioContext) -> None:
     )
     photo.change(
         ctx.handlers.photo_changed, [photo, ctx.avatar], outputs, api_visibility="private", show_progress_on=[still]
+    )
+    # a clip becomes the session's avatar (renders use it until another photo is chosen)
+    clip.change(
+        ctx.handlers.clip_changed, [clip, photo, ctx.avatar], outputs, api_visibility="private", show_progress_on=[still]
     )
     ctx.inputs["photo"] = photo
 

@@ -140,6 +140,10 @@ def avatar_summary(avatar: Avatar) -> str:
     w, h = avatar.size
     face_w = int(round(avatar.face.width))
     lines = [f"**Face found**: {len(avatar.face.landmarks)} landmarks, face {face_w} px wide in a {w}×{h} photo."]
+    if avatar.clip is not None:
+        clip = avatar.clip
+        lines = [f"**Presenter clip**: face tracked on {clip.n_frames} frames ({clip.n_frames / clip.fps:.1f} s at "
+                 f"{clip.fps:g} fps), face {face_w} px wide in {w}×{h}; the preview shows its reference frame."]
     lines += [f"⚠️ {warning}" for warning in avatar.warnings]
     return "\n\n".join(lines)
 
@@ -177,8 +181,8 @@ class Handlers:
         if not image:
             image = str(self.services.sample_photo())
         key = (image,)
-        if cached is not None and cached.key == key:
-            return cached
+        if cached is not None and (cached.key == key or (cached.value.clip is not None and cached.key[1:] == key)):
+            return cached  # the same photo, or a clip chosen over this photo
         avatar = self.services.prepare_avatar(image, name=_name_of(image))
         return Cached(key, avatar)
 
@@ -195,6 +199,15 @@ class Handlers:
         if not image:
             return None, None, NO_PHOTO
         return self.prepare_avatar(image, cached)
+
+    def clip_changed(self, clip: str | None, photo: str | None, cached: Cached[Avatar] | None = None):
+        """A presenter clip uploaded or recorded (prepared once, cached on disk) becomes the
+        session's avatar until another photo is chosen: (preview, session avatar, status); a
+        cleared clip goes back to the photo."""
+        if not clip:
+            return self.photo_changed(photo, None)
+        still, found, status = self.prepare_avatar(clip, cached)
+        return still, Cached((clip, photo or str(self.services.sample_photo())), found.value), status
 
     # ------------------------------------------------------------------ voice
 

@@ -118,6 +118,22 @@ def test_a_second_person_is_not_followed(cache, tmp_path):
     assert err.max() < 0.03 * manifest_of(avatar.clip)["face_width"]
 
 
+@pytest.mark.parametrize(
+    "name, vcodec, acodec",
+    [("phone.mov", "libx265", "pcm_s16le"), ("clip.webm", "libvpx-vp9", "libopus"), ("old.avi", "mpeg4", "ac3"),
+     ("edit.mov", "prores_ks", "pcm_s16le"), ("clip.mkv", "libvpx", "aac")],
+)
+def test_containers_and_codecs_people_have(cache, tmp_path, name, vcodec, acodec):
+    t = make_clip(tmp_path / name, 2.2, vfr=False, codec=vcodec, audio=acodec, amount=0.5)
+    avatar = prepare_clip(t.path, FPS)
+    m = manifest_of(avatar.clip)
+    assert m["source"]["codec"] in (vcodec, {"libx265": "hevc", "libvpx": "vp8", "libvpx-vp9": "vp9",
+                                               "prores_ks": "prores"}.get(vcodec, vcodec))
+    assert m["source"]["audio_codec"] and avatar.clip.n_frames == round(2.2 * FPS)
+    err = np.linalg.norm(residuals(avatar, t), axis=2).mean(1)
+    assert err.max() < 0.03 * m["face_width"]
+
+
 def test_length_limits(cache, tmp_path):
     t = make_clip(tmp_path / "short.mp4", 1.2, vfr=False)
     with pytest.raises(UnsupportedMedia, match="2–60 s"):
@@ -241,3 +257,21 @@ def test_cli_takes_a_clip_as_the_avatar(clip_avatar, truth, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     assert launch.main(["render", "--avatar", str(truth.path), "--text", "Hi Bob.", "--out", str(out)]) == 0
     assert out.is_file() and "Wrote" in capsys.readouterr().out
+
+
+def test_studio_avatar_tab_takes_a_clip(clip_avatar, truth):
+    from studio.handlers import Handlers
+
+    handlers, photo = Handlers(), str(pipeline.sample_photo())
+    still, cached, status = handlers.clip_changed(str(truth.path), photo, None)
+    assert cached.value.kind == "clip" and "Presenter clip" in status and still.shape[:2] == (240, 320)
+    assert handlers._avatar(photo, cached) is cached  # renders with the photo input unchanged use the clip
+    assert handlers._avatar(str(truth.path), cached).value.kind == "clip"
+    back = handlers.clip_changed(None, photo, cached)  # clip cleared: the photo again
+    assert back[1].value.kind == "photo"
+
+
+def test_a_clip_uploaded_without_its_suffix_is_still_a_clip(clip_avatar, truth, tmp_path):
+    blob = tmp_path / "avatar"
+    blob.write_bytes(truth.path.read_bytes())
+    assert pipeline.prepare_avatar(str(blob)).kind == "clip"

@@ -82,10 +82,10 @@ def make_clip(
     path: Path, seconds: float = 3.0, *, size: tuple[int, int] = (W, H), vfr: bool = True, fps: float = 30.0,
     blank: tuple[tuple[float, float], ...] = (), cover: tuple[tuple[float, float], ...] = (), rotation: int = 0, cut_at: float | None = None,
     second_face: bool = False, mouth: bool = True, codec: str = "libx264", seed: int = 0, amount: float = 1.0,
-    scale: float = 1.3, audio: bool = False,
+    scale: float = 1.3, audio: bool | str = False,
 ) -> ClipTruth:
     """Write a presenter clip (see the module docstring); ``blank`` spans (s) are flat grey,
-    in ``cover`` spans a box hides the face."""
+    in ``cover`` spans a box hides the face; ``audio`` True (AAC) or an encoder name adds a tone."""
     avatar, _ = _photo_rig()
     times = vfr_times(seconds, seed) if vfr else np.arange(int(round(seconds * fps))) / fps
     w, h = size
@@ -97,13 +97,14 @@ def make_clip(
     mats = []
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=int(fps))
-        s.width, s.height, s.pix_fmt = sw, sh, "yuv420p"
+        s.width, s.height = sw, sh
+        s.pix_fmt = {"prores_ks": "yuv422p10le", "mjpeg": "yuvj420p"}.get(codec, "yuv420p")
         if vfr:
             s.codec_context.time_base = Fraction(1, 1000)
             s.time_base = Fraction(1, 1000)
         if rotation:
             s.set_display_rotation(rotation)
-        a = c.add_stream("aac", rate=16000) if audio else None
+        a = c.add_stream("aac" if audio is True else audio, rate=48000) if audio else None
         for i, t in enumerate(times):
             m = motion(float(t), size, scale, amount)
             mats.append(m)
@@ -129,11 +130,16 @@ def make_clip(
             c.mux(s.encode(vf))
         c.mux(s.encode(None))
         if a is not None:
-            n = int(16000 * seconds)
-            tone = (0.2 * np.sin(2 * np.pi * 220 * np.arange(n) / 16000)).astype(np.float32)[None]
-            af = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            af.sample_rate, af.pts = 16000, 0
-            c.mux(a.encode(af))
+            cc = a.codec_context
+            n, step = int(48000 * seconds), cc.frame_size or 1024
+            tone = 0.2 * np.sin(2 * np.pi * 220 * np.arange(n) / 48000)
+            planar = cc.format.is_planar
+            for i0 in range(0, n - step + 1, step):
+                x = tone[i0 : i0 + step]
+                x = (x * 32767).astype(np.int16) if cc.format.name.startswith("s16") else x.astype(np.float32)
+                af = av.AudioFrame.from_ndarray(x[None] if planar else x[None, :], format=cc.format.name, layout="mono")
+                af.sample_rate, af.pts = 48000, i0
+                c.mux(a.encode(af))
             c.mux(a.encode(None))
     del backdrop
     return ClipTruth(path, np.asarray(times), np.asarray(mats), avatar.face.landmarks.copy(), float(seconds))

@@ -23,11 +23,13 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -111,10 +113,11 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
     try:
         tracker = FaceTracker(fps, multi_face)
         with VideoReader(path) as video, BlockWriter(tmp / "clip.mp4", size, fps) as writer:
-            for _, image in cfr_frames(video, fps, info.rotation, size):
-                writer.write(image)
-                if not tracker.add(image):
-                    break
+            with _Background(writer.write) as store:  # encoding overlaps tracking (two cores)
+                for _, image in cfr_frames(video, fps, info.rotation, size):
+                    store.put(image)
+                    if not tracker.add(image):
+                        break
         track = tracker.finish()
         lm = track.landmarks
         ref = _reference(track.raw, track.found)
@@ -153,6 +156,39 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class _Background:
+    """Calls ``fn(item)`` for each put item on a second thread, in order; errors re-raised on exit."""
+
+    def __init__(self, fn: Callable[[Any], None], depth: int = 8) -> None:
+        self.fn = fn
+        self.q: "queue.Queue[Any]" = queue.Queue(depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="clip-store", daemon=True)
+
+    def _run(self) -> None:
+        while (item := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    self.fn(item)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                    self.error = exc
+
+    def put(self, item: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(item)
+
+    def __enter__(self) -> "_Background":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 def prepare_clip(path: str | Path, fps: float = 25.0, multi_face: MultiFacePolicy = "largest", name: str = "") -> Avatar:

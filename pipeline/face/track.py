@@ -118,7 +118,9 @@ class FaceTracker:
 
     def _cut_at(self, image: np.ndarray, k: int) -> bool:
         """Whether a shot change is now confirmed (its frame in ``_candidate_confirmed``)."""
-        small = cv2.resize(image[..., :3], (48, 27), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+        step = max(1, min(h // 54, w // 96))  # every few pixels: the thumbnail is tiny
+        small = cv2.resize(image[::step, ::step, :3], (48, 27), interpolation=cv2.INTER_AREA)
         thumb = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         prev, self._thumb_prev = self._thumb_prev, thumb
         if prev is None:

@@ -46,6 +46,15 @@ def is_video_path(source: object) -> bool:
     return isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() in VIDEO_SUFFIXES
 
 
+def looks_like_video(path: str | Path) -> bool:
+    """Whether a file without a video suffix (an upload named "blob") holds a moving video."""
+    try:
+        with VideoReader(path, threads=False) as video:
+            return video.codec not in ("png", "mjpeg", "gif", "webp", "bmp", "tiff") and video.frame_count > 1
+    except Exception:  # noqa: BLE001 - not a video: the caller reports the image error
+        return False
+
+
 @dataclass(frozen=True)
 class ClipInfo:
     """What a presenter clip is, as read from its file."""
