@@ -11,7 +11,12 @@ opened (face found, voice, engine and encoders loaded by a one-word stream):
   after the first chunk, over the whole 3-minute script, and the frame count against
   round(audio duration * fps);
 - cold: the first chunk in a fresh process with nothing warmed (face, voice, engine).
-Prints JSON with medians. Not a test; numbers on a shared machine are noisy.
+With ``--browser``: the studio is started (``launch.py`` on a free loopback port) and a
+headless Chromium (/usr/bin/chromium, Playwright) opens the Live tab, clicks Speak for
+one sentence and for the 3-minute script, and reports the time from the click to the
+video's clock running, then watches ``--watch`` seconds of playback for stalls (the clock
+not moving for more than 0.25 s while not paused). ``--fresh`` starts a new browser for
+each case. Prints JSON with medians. Not a test; numbers on a shared machine are noisy.
 """
 
 from __future__ import annotations
@@ -86,12 +91,111 @@ def cold(size: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+PLAYING_JS = """() => { const v = document.querySelector('#live-video video');
+  return v ? {t: v.currentTime, paused: v.paused, ended: v.ended} : null; }"""
+
+
+def browser(long: str, repeat: int, watch: float, fresh: bool) -> dict:
+    import os
+    import socket
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+               NO_PROXY="127.0.0.1,localhost")
+    log = open(tempfile.mktemp(suffix=".log"), "wb")
+    server = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    results: dict = {}
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"]
+    try:
+        import httpx
+
+        for _ in range(240):
+            try:
+                if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            b = None
+
+            def open_page():
+                nonlocal b
+                if b is None or fresh:
+                    if b is not None:
+                        b.close()
+                    b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+                page = b.new_page()
+                page.goto(url, wait_until="domcontentloaded")
+                page.get_by_role("tab", name="Live").click()
+                page.locator("#live-speak").wait_for()
+                page.wait_for_timeout(3000)  # the tab's warm-up
+                return page
+
+            for name, text in (("one_sentence", FIRST), ("long_script", long)):
+                starts, stalls = [], []
+                for _ in range(repeat):
+                    page = open_page()
+                    page.locator("#live-text textarea").fill(text)
+                    page.locator("#live-speak").click()
+                    t0 = time.perf_counter()
+                    while True:
+                        st = page.evaluate(PLAYING_JS)
+                        if st and st["t"] > 0 and not st["paused"]:
+                            break
+                        if time.perf_counter() - t0 > 30:
+                            break
+                        time.sleep(0.02)
+                    starts.append(round(time.perf_counter() - t0, 2))
+                    last_t, last_move, stalled, worst = st["t"] if st else 0, time.perf_counter(), 0.0, 0.0
+                    end = time.perf_counter() + (watch if name == "long_script" else 2.0)
+                    while time.perf_counter() < end:
+                        st = page.evaluate(PLAYING_JS)
+                        now = time.perf_counter()
+                        if st is None or st["ended"]:
+                            break
+                        if st["t"] > last_t:
+                            gap = now - last_move
+                            if gap > 0.25:
+                                stalled += gap
+                                worst = max(worst, gap)
+                            last_t, last_move = st["t"], now
+                        time.sleep(0.05)
+                    stalls.append({"stalled_s": round(stalled, 2), "longest_s": round(worst, 2),
+                                   "played_to_s": round(last_t, 2)})
+                    page.locator("#live-stop").click()
+                    page.close()
+                results[name] = {"click_to_playing_s": {"median": statistics.median(starts), "runs": starts},
+                                 "watch": stalls}
+            if b is not None:
+                b.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--browser", action="store_true", help="time Speak -> playback in headless Chromium")
+    ap.add_argument("--fresh", action="store_true", help="with --browser: a new browser per run")
+    ap.add_argument("--watch", type=float, default=20.0, help="with --browser: seconds of playback watched")
     args = ap.parse_args()
+    if args.browser:
+        import os
+
+        out = browser(script(args.minutes * 60), args.repeat, args.watch, args.fresh)
+        print(json.dumps({"cores": os.cpu_count(), "load_avg": os.getloadavg(), "fresh_browser": args.fresh,
+                          **out}, indent=2))
+        return
 
     import os
 

@@ -93,6 +93,13 @@ class LiveHandlers:
         token.cancel()
         return "Stopped.", None
 
+    def unload(self, request: gr.Request) -> None:
+        """The browser tab closed: stop its stream."""
+        with self._lock:
+            token = self._running.get(_session(request))
+        if token is not None:
+            token.cancel()
+
     @staticmethod
     def _background(values: dict[str, Any]) -> BackgroundOptions:
         try:
@@ -238,5 +245,8 @@ def live_tab(ctx: StudioContext) -> None:
     recording.click(on_recording, {i["audio"], i["transcript"], i["language"], *common}, outputs,
                     api_name="live_recording", concurrency_limit=None, show_progress="hidden")
     stop.click(live.stop, None, [status, video], api_name="live_stop", queue=False)
+    root = gr.context.Context.root_block  # the Blocks being built: stop a closed tab's stream
+    if root is not None:
+        root.unload(live.unload)
     tab.select(live.warm, [i["photo"], ctx.avatar, i["voice"], size], ctx.avatar, api_visibility="private",
                concurrency_limit=None, show_progress="hidden")

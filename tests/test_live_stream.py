@@ -221,6 +221,23 @@ def test_recording_parts_cover_the_recording_exactly():
     assert all(p.phonemes is None and p.source == "acoustic" for p in parts)
 
 
+def test_a_recording_streams_segment_by_segment(avatar, tmp_path):
+    from pipeline.export.wav import write_wav
+
+    speech = pipeline.synthesize(
+        "This is the first sentence of the recording, spoken slowly. [pause 700ms] And here is the second one, "
+        "long enough to stand on its own.", VOICE)
+    wav = tmp_path / "speech.wav"
+    write_wav(speech.audio, wav)
+    preview = pipeline.stream_preview(avatar, pipeline.live_recording_parts(wav, timing="acoustic"), tmp_path / "out",
+                                      RenderOptions(size=96))
+    paths = list(preview)
+    assert preview.session.planner.parts >= 2
+    frames = sum(len(decode(p)[0]) for p in paths)
+    assert frames == preview.session.n_frames == round(preview.session.speech.duration * 25)
+    assert preview.session.speech.duration == pytest.approx(speech.duration, abs=0.01)
+
+
 def test_prefetched_parts_keep_order_raise_errors_and_stop_with_the_consumer():
     made: list[int] = []
 
