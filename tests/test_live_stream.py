@@ -143,6 +143,22 @@ def test_cancel_stops_a_streamed_session_between_frames(avatar):
     assert session.frames_made < 60
 
 
+def test_stop_ends_a_long_stream_within_a_second(avatar, tmp_path):
+    token = CancelToken()
+    text = " ".join(["This sentence is one of many in a long script that will not be finished."] * 40)
+    preview = pipeline.stream_preview(avatar, pipeline.live_text_parts(text, VOICE), tmp_path,
+                                      RenderOptions(size=96), cancel=token)
+    it = iter(preview)
+    next(it)
+    t0 = time.perf_counter()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        for _ in it:
+            pass
+    assert time.perf_counter() - t0 < 1.0
+    assert preview.stats.chunks < 20
+
+
 # ---------------------------------------------------------------------------- chunk files
 
 

@@ -135,7 +135,8 @@ class StreamPreview:
             self.session.close()
 
     def _put(self, out: "queue.Queue[object]", item: object) -> None:
-        while not self._closed.is_set():
+        while not self._closed.is_set() and not (self.cancel.cancelled and item is not _DONE
+                                                 and not isinstance(item, BaseException)):
             try:
                 out.put(item, timeout=0.05)
                 return
@@ -156,6 +157,7 @@ class StreamPreview:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                self.cancel.check()  # stopped: the chunks made ahead are not handed out
                 yield item  # type: ignore[misc]
         finally:
             self._closed.set()
