@@ -169,6 +169,17 @@ def test_short_speech_cuts_at_a_calm_point_and_long_speech_ping_pongs():
     assert np.array_equal(fit_frames(100, 100, speed, FPS)[0], np.arange(100))
 
 
+def test_a_speech_rendered_part_by_part_continues_the_clip(clip_avatar):
+    """Streamed speech (RenderSession over parts) and live frames call the engine again and
+    again: each call goes on from the frame after the last one, turning at the ends."""
+    from pipeline.engines import get_engine
+
+    rig = get_engine("warp").prepare(clip_avatar, RenderOptions())
+    order = np.concatenate([rig.order(n) for n in (30, 1, 1, 60, 100, 7)])
+    assert np.abs(np.diff(order)).max() == 1 and order.min() >= 0 and order.max() < clip_avatar.clip.n_frames
+    assert len(set(order[-80:])) > 40  # it keeps playing, it does not stick on a frame
+
+
 # ------------------------------------------------------------------------ rendering
 
 

@@ -45,20 +45,36 @@ def fit_frames(n_out: int, n_clip: int, speed: np.ndarray, fps: float) -> tuple[
         cost = end_energy + 0.15 * float(np.median(speed) + 1e-9) * starts / max(1, n_clip - n_out)
         s = int(np.argmin(cost))
         return np.arange(s, s + n_out), f"{s / fps:.2f}–{(s + n_out) / fps:.2f} s of the clip, cut at a calm point"
+    a, b = turning_points(n_clip, speed)
+    order, _ = continue_frames(n_out, 0, 1, a, b)
+    return order, f"ping-pong between {a / fps:.2f} s and {b / fps:.2f} s of the clip"
+
+
+def turning_points(n_clip: int, speed: np.ndarray) -> tuple[int, int]:
+    """Where a ping-pong turns: the calmest frames of the clip's first and last quarters."""
+    if n_clip < 4:
+        return 0, max(0, n_clip - 1)
     a_hi = max(1, int(0.25 * n_clip))
     b_lo = min(n_clip - 1, max(a_hi + 2, int(0.75 * n_clip)))
-    a = int(np.argmin(speed[:a_hi])) if a_hi > 0 else 0
+    a = int(np.argmin(speed[:a_hi]))
     b = b_lo + int(np.argmin(speed[b_lo:n_clip]))
-    if b - a < 2:
-        a, b = 0, n_clip - 1
-    out = np.empty(n_out, np.int64)
-    k, i, step = 0, 0, 1
-    while k < n_out:
+    return (a, b) if b - a >= 2 else (0, n_clip - 1)
+
+
+def continue_frames(n: int, start: int, step: int, a: int, b: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """``n`` frames of a ping-pong from frame ``start`` moving by ``step`` (+-1), turning at
+    ``b`` going forward and at ``a`` going back (a start outside [a, b] walks into it first);
+    also the (frame, step) that would come next, so a later call continues seamlessly."""
+    out = np.empty(n, np.int64)
+    i = int(start)
+    if b <= a:
+        out[:] = max(0, a)
+        return out, (max(0, a), 1)
+    for k in range(n):
         out[k] = i
-        k += 1
         nxt = i + step
-        if nxt > b or (step < 0 and nxt < a):
+        if (step > 0 and nxt > b) or (step < 0 and nxt < a):
             step = -step
             nxt = i + step
         i = nxt
-    return out, f"ping-pong between {a / fps:.2f} s and {b / fps:.2f} s of the clip"
+    return out, (i, step)

@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from pipeline.engines.clip_fit import STABLE, fit_frames, head_speed
+from pipeline.engines.clip_fit import STABLE, continue_frames, fit_frames, head_speed, turning_points
 from pipeline.errors import InvalidOption
 from pipeline.face import regions as R
 from pipeline.media.clip_frames import BlockReader
@@ -72,7 +72,30 @@ class ClipRig:
     found: np.ndarray  # bool per clip frame: the face was detected there
     fps: float
     mouth_frame: Callable[..., None]  # the warp engine's mouth renderer
-    fitted: str = ""  # how the last render fitted the clip (for logs and tests)
+    fitted: str = ""  # how the first render fitted the clip (for logs and tests)
+    cursor: tuple[int, int] | None = None  # (next clip frame, step) after the last render: parts continue there
+    reader: BlockReader | None = None  # kept open across renders (part by part, frame by frame)
+
+    def order(self, n: int) -> np.ndarray:
+        """Clip frames for the next ``n`` output frames: the whole speech fitted on the first
+        call; later calls (a streamed speech's parts) continue where the last one stopped."""
+        if self.cursor is None:
+            order, self.fitted = fit_frames(n, self.n_clip, self.speed, self.fps)
+            log.info("clip fitted: %s", self.fitted)
+        else:
+            a, b = turning_points(self.n_clip, self.speed)
+            order, _ = continue_frames(n, *self.cursor, a, b)
+        if n:
+            last = int(order[-1])
+            step = int(np.sign(order[-1] - order[-2])) if n > 1 and order[-1] != order[-2] else 1
+            a, b = turning_points(self.n_clip, self.speed)
+            _, self.cursor = continue_frames(1, last, step, a, b)
+        return order
+
+    def frames(self) -> BlockReader:
+        if self.reader is None:
+            self.reader = BlockReader(self.path, self.stored_frames, self.fps)
+        return self.reader
 
 
 def _affines(ref: np.ndarray, track: np.ndarray) -> np.ndarray:
@@ -189,28 +212,32 @@ def _like(new: Avatar, old: Avatar) -> Avatar:
 
 
 def _prefetch(rig: ClipRig, order: np.ndarray) -> Iterator[np.ndarray]:
-    """The clip frames in ``order``, at output size, decoded on a second thread."""
+    """The clip frames in ``order``, at output size, decoded on a second thread (a few
+    frames: on this one)."""
+    size = rig.size
+    frames = rig.frames()
+
+    def get(i: int) -> np.ndarray:
+        f = frames[rig.first + int(i)]
+        if (f.shape[1], f.shape[0]) != size:
+            return cv2.resize(f, size, interpolation=cv2.INTER_AREA if size[0] < f.shape[1] else cv2.INTER_LINEAR)
+        return f.copy()
+
+    if len(order) <= 2:
+        for i in order:
+            yield get(i)
+        return
     q: "queue.Queue[object]" = queue.Queue(PREFETCH)
     stop = threading.Event()
-    size = rig.size
 
     def work() -> None:
         try:
-            with BlockReader(rig.path, rig.stored_frames, rig.fps) as frames:
-                _work(frames)
+            for i in order:
+                if stop.is_set():
+                    return
+                q.put(get(i))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             q.put(exc)
-
-    def _work(frames: BlockReader) -> None:
-        for i in order:
-            if stop.is_set():
-                return
-            f = frames[rig.first + int(i)]
-            if (f.shape[1], f.shape[0]) != size:
-                f = cv2.resize(f, size, interpolation=cv2.INTER_AREA if size[0] < f.shape[1] else cv2.INTER_LINEAR)
-            else:
-                f = f.copy()
-            q.put(f)
 
     t = threading.Thread(target=work, name="clip-frames", daemon=True)
     t.start()
@@ -231,8 +258,7 @@ def _prefetch(rig: ClipRig, order: np.ndarray) -> Iterator[np.ndarray]:
 
 def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
     """One frame per track frame: the fitted clip frame with the new mouth."""
-    order, rig.fitted = fit_frames(tracks.n_frames, rig.n_clip, rig.speed, rig.fps)
-    log.info("clip fitted: %s", rig.fitted)
+    order = rig.order(tracks.n_frames)
     chans = {name: tracks.get(name) for name in MOUTH_CHANNELS}
     x0, y0, x1, y1 = rig.rect
     corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float32)
