@@ -77,6 +77,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not request.face.path:
         log.info("no --avatar given: using the bundled sample photo")
     session = session_for(request, progress=_progress_printer())
+    if args.clip_audio is not None and session.avatar.clip is not None:
+        from pipeline.media.clip_audio import with_clip_audio
+
+        session.speech = with_clip_audio(session.speech, session.avatar, args.clip_audio)
     speech = session.speech
     for w in session.avatar.warnings:
         log.warning(w)
@@ -210,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="render one video from a face and a voice")
     voice_help = {sp.name: sp for sp in specs(VoiceSource)}
     r.add_argument("--avatar", default="", help=spec(FaceSource, "path").help)
+    r.add_argument("--clip-audio", type=float, default=None, metavar="DB",
+                   help="a presenter clip's own sound mixed under the new voice, DB relative to it (e.g. -18); "
+                   "default: dropped")
     r.add_argument("--text", help=voice_help["text"].help)
     r.add_argument("--audio", help=voice_help["audio"].help)
     r.add_argument("--transcript", help=voice_help["transcript"].help)

@@ -266,7 +266,7 @@ def test_cli_takes_a_clip_as_the_avatar(clip_avatar, truth, tmp_path, capsys):
     import launch
 
     out = tmp_path / "cli.mp4"
-    assert launch.main(["render", "--avatar", str(truth.path), "--text", "Hi Bob.", "--out", str(out)]) == 0
+    assert launch.main(["render", "--avatar", str(truth.path), "--text", "Hi Bob.", "--out", str(out), "--clip-audio", "-18"]) == 0
     assert out.is_file() and "Wrote" in capsys.readouterr().out
 
 
@@ -286,3 +286,17 @@ def test_a_clip_uploaded_without_its_suffix_is_still_a_clip(clip_avatar, truth, 
     blob = tmp_path / "avatar"
     blob.write_bytes(truth.path.read_bytes())
     assert pipeline.prepare_avatar(str(blob)).kind == "clip"
+
+
+def test_the_clips_own_sound_can_be_mixed_under_the_voice(clip_avatar, long_speech):
+    from pipeline.media.clip_audio import with_clip_audio
+
+    mixed = with_clip_audio(long_speech, clip_avatar, -12.0)
+    voice, out = long_speech.audio.samples, mixed.audio.samples
+    assert len(out) == len(voice) and mixed.phonemes == long_speech.phonemes
+    under = out - voice
+    level = 20 * np.log10(np.sqrt(np.mean(under**2)) / np.sqrt(np.mean(voice**2)))
+    assert -13.0 < level < -11.0
+    spectrum = np.abs(np.fft.rfft(under[: 16384]))
+    peak_hz = np.argmax(spectrum) * long_speech.audio.rate / 16384
+    assert abs(peak_hz - 220) < 5  # the clip's tone
