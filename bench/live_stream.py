@@ -85,7 +85,7 @@ def cold(size: int) -> float:
         "from pipeline.options import RenderOptions;"
         "a = pipeline.prepare_avatar(None);"
         "p = pipeline.stream_preview(a, pipeline.live_text_parts(%r), tempfile.mkdtemp(), RenderOptions(size=%d),"
-        " started=t0); next(iter(p)); print(p.stats.first_chunk)"
+        " started=t0); it = iter(p); next(it); it.close(); print(p.stats.first_chunk, flush=True)"
     ) % (str(ROOT), FIRST, size)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])

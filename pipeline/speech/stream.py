@@ -219,5 +219,7 @@ def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-part
                     q.get_nowait()
             except queue.Empty:
                 pass
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0)  # it finishes the part it is making (a TTS call is not interruptible)
 
     return consume()
