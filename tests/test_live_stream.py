@@ -174,10 +174,16 @@ def test_a_chunk_decodes_to_its_frames_and_exactly_its_audio(tmp_path):
     rate, fps = 32000, 25.0
     t = np.arange(rate) / rate
     audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[: 24 * 1280]
-    frames = [np.full((64, 80, 3), 10 * i, np.uint8) for i in range(24)]
+    yy, xx = np.mgrid[0:64, 0:80]
+    colours = np.dstack([xx * 3, yy * 4, 255 - xx * 3]).astype(np.uint8)  # a colour ramp
+    frames = [np.clip(colours.astype(int) + i, 0, 255).astype(np.uint8) for i in range(24)]
     path = write_chunk(tmp_path / "c.mp4", frames, AudioClip(audio, rate), fps)
     video, pcm, got_rate = decode(path)
     assert got_rate == rate and len(video) == 24 and video[0].key_frame and video[0].pts == 0
+    assert video[0].colorspace == 5  # tagged BT.601 (SMPTE 170M), as converted
+    back = video[5].to_ndarray(format="rgb24").astype(float)
+    psnr = 10 * np.log10(255**2 / np.mean((back - frames[5]) ** 2))
+    assert psnr > 30, psnr  # the colours come back (a wrong matrix costs ~20 dB here)
     assert len(pcm) == len(audio)  # whole AAC frames: no padding for a decoder to keep
     assert float(np.sqrt(np.mean((pcm - audio) ** 2))) < 0.01
 

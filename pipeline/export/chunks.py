@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from pipeline.export.base import ColorConverter, tag_bt709
+import av
+import numpy as np
+
 from pipeline.export.mp4 import Mp4Writer
 from pipeline.export.quality import x264_crf
 from pipeline.options import ExportOptions
@@ -35,19 +37,41 @@ from pipeline.types import AudioClip, Frame
 CHUNK_EXPORT = ExportOptions(preset="ultrafast", crf=23)
 
 
+class FastYuv:
+    """RGB(A) to yuv420p with OpenCV (BT.601 limited range, tagged so): ~5x quicker than
+    swscale's BT.709 path at 512 px, which took as long as the H.264 encode itself."""
+
+    def __call__(self, arr: np.ndarray) -> av.VideoFrame:
+        import cv2
+
+        rgb = arr[:, :, :3] if arr.shape[2] == 4 else arr
+        yuv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+        return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+
+
+def tag_bt601(cc) -> None:
+    """Tag a codec context as BT.601 (SMPTE 170M), limited range: what OpenCV's conversion makes."""
+    from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
+
+    cc.colorspace = int(Colorspace.SMPTE170M)
+    cc.color_primaries = int(ColorPrimaries.SMPTE170M)
+    cc.color_trc = int(ColorTrc.SMPTE170M)
+    cc.color_range = int(ColorRange.MPEG)
+
+
 class ChunkWriter(Mp4Writer):
     """One chunk as an MP4: H.264 (keyframe first, no B-frames) + AAC of its own audio."""
 
     label = "stream chunk (MP4)"
     container_options: ClassVar[dict[str, str]] = {}  # no faststart pass: a chunk is written once, read once
 
-    def _video_stream(self, first) -> ColorConverter:
+    def _video_stream(self, first) -> FastYuv:  # type: ignore[override]
         opts = {"crf": str(x264_crf(self.opts)), "preset": self.opts.preset, "tune": "zerolatency",
                 "x264-params": "keyint=infinite:scenecut=0"}
         vs = self._new_video_stream("libx264", "yuv420p", self._enc_w, self._enc_h, opts)
         vs.codec_context.thread_count = 1  # one chunk is small; threads cost more than they give
-        tag_bt709(vs.codec_context)
-        return ColorConverter("yuv420p")
+        tag_bt601(vs.codec_context)
+        return FastYuv()
 
 
 def write_chunk(path: str | Path, frames: list[Frame], audio: AudioClip | None, fps: float,
