@@ -67,6 +67,7 @@ def one(avatar, text: str, size: int, whole: bool) -> dict:
                 assert path.exists()
                 if not whole:
                     break
+        preview.wait()  # the next run starts with no thread of this one left
         st = preview.stats
         out = {"first_chunk_ms": round(st.first_chunk * 1000, 1)}
         if whole:
@@ -85,7 +86,7 @@ def cold(size: int) -> float:
         "from pipeline.options import RenderOptions;"
         "a = pipeline.prepare_avatar(None);"
         "p = pipeline.stream_preview(a, pipeline.live_text_parts(%r), tempfile.mkdtemp(), RenderOptions(size=%d),"
-        " started=t0); it = iter(p); next(it); it.close(); print(p.stats.first_chunk, flush=True)"
+        " started=t0); it = iter(p); next(it); it.close(); p.wait(); print(p.stats.first_chunk, flush=True)"
     ) % (str(ROOT), FIRST, size)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])

@@ -149,6 +149,7 @@ class StreamPreview:
         render; leaving the loop early stops the render."""
         out: "queue.Queue[object]" = queue.Queue(maxsize=CHUNKS_AHEAD)
         worker = threading.Thread(target=self._produce, args=(out,), name="live-preview", daemon=True)
+        self._worker = worker
         worker.start()
         try:
             while True:
@@ -162,7 +163,13 @@ class StreamPreview:
         finally:
             self._closed.set()
             self.cancel.cancel()  # no-op when the render is done; else it stops at the next frame
-            worker.join(timeout=5.0)
+            # not joined here: the thread may be finishing a TTS call, and Stop must not wait for it
+
+    def wait(self, timeout: float = 5.0) -> None:
+        """Wait for the preview's threads to end (before the process exits, say)."""
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.join(timeout)
 
 
 _DONE = object()
