@@ -19,6 +19,7 @@ one is the engine's fault and a planned rate below the target is the timing's.
     python bench/lipsync_rendered.py             # 11 voices x 3 sentences + the 60 s clip, ~2-3 min on 2 cores
     python bench/lipsync_rendered.py --quick     # one sentence per voice
     python bench/lipsync_rendered.py --no-long   # skip the 60 s clip
+    python bench/lipsync_rendered.py --long 4 --per-voice 1   # four 60 s clips (speeds, noise draws)
 
 Prints a table per voice and the overall numbers (JSON with --json). Not a test.
 """
@@ -95,6 +96,9 @@ LONG_TEXT = (
     "See you next week, and remember to back up your photos before the big update. Thank you "
     "all for listening, and have a wonderful weekend."
 )
+# the 60 s clip's voices (--long N takes the first N): Piper as trained, another draw of
+# its sampling noise, faster and slower
+LONG_VOICES = (VoiceOptions(), VoiceOptions(variation=0.8), VoiceOptions(speed=1.15), VoiceOptions(speed=0.9))
 STRICT = 0.03  # a stricter closed level than pipeline.quality's adaptive 0.05-0.06
 SILENCE_MARGIN = 0.04  # s trimmed off each end of a pause before its frames must be closed
 PLAN_OPEN = 0.1 / 0.35  # planned gap above which the plan counts as clearly open
@@ -211,7 +215,7 @@ class Tally:
         }
 
 
-def speeches(per_voice: int, long: bool, tmp: Path, cache: str = "") -> list[tuple[str, Speech, Speech]]:
+def speeches(per_voice: int, long: int, tmp: Path, cache: str = "") -> list[tuple[str, Speech, Speech]]:
     """(label, TTS speech, the same audio timed without a transcript) per clip; with
     ``cache``, the clips are kept in that file and reused (Piper's voice varies from run
     to run, so an A/B comparison of two engines needs the same clips)."""
@@ -220,13 +224,14 @@ def speeches(per_voice: int, long: bool, tmp: Path, cache: str = "") -> list[tup
             return pickle.load(fh)
     jobs = [(vname, vopts, SENTENCES[(vi * per_voice + j) % len(SENTENCES)])
             for vi, (vname, vopts) in enumerate(VOICES.items()) for j in range(per_voice)]
-    if long:
-        jobs.append(("long", VoiceOptions(), LONG_TEXT))
+    for vopts in LONG_VOICES[: max(0, int(long))]:
+        jobs.append(("long", vopts, LONG_TEXT))
     out = []
     for k, (vname, vopts, text) in enumerate(jobs):
         truth = pipeline.synthesize(text, vopts)
         notext = pipeline.load_speech(save_wav(truth.audio, tmp / f"clip{k}.wav"))
-        out.append((f"long_{truth.duration:.0f}s" if vname == "long" else vname, truth, notext))
+        label = f"long_{truth.duration:.0f}s_{vopts.speed:g}x_v{vopts.variation:g}"
+        out.append((label if vname == "long" else vname, truth, notext))
     if cache:
         with open(cache, "wb") as fh:
             pickle.dump(out, fh)
@@ -266,6 +271,8 @@ def main() -> None:
     ap.add_argument("--faces", default="sample,hopper",
                     help="comma-separated: sample (bundled), astronaut (skimage), hopper (matplotlib) or image paths")
     ap.add_argument("--no-long", action="store_true", help="skip the 60 s clip")
+    ap.add_argument("--long", type=int, default=1, help=f"60 s clips, 1-{len(LONG_VOICES)} (Piper: as trained, "
+                    "another noise draw, 1.15x, 0.9x)")
     ap.add_argument("--head-motion", type=float, default=RenderOptions().head_motion)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--misses", action="store_true", help="list the missed closures")
@@ -277,7 +284,7 @@ def main() -> None:
     faces = [f for f in args.faces.split(",") if f]
     avatars = {f: pipeline.prepare_avatar(photo(f), name=Path(f).stem) for f in faces}
     t0 = time.perf_counter()
-    clips = speeches(per_voice, not args.no_long, tmp, args.speech_cache)
+    clips = speeches(per_voice, 0 if args.no_long else args.long, tmp, args.speech_cache)
     results: dict[str, dict[str, Tally]] = {}
     k = 0
     for vname, truth, notext in clips:
@@ -285,7 +292,7 @@ def main() -> None:
         face = faces[0] if long else faces[k % len(faces)]  # faces take turns over the clips
         k += 0 if long else 1
         for mode, sp in (("tts", truth), ("no_text", notext)):
-            keys = [f"{vname}/{mode}"] if long else [f"{vname}/{mode}", f"all/{mode}", f"face:{face}/{mode}"]
+            keys = [f"{vname}/{mode}", f"long_all/{mode}"] if long else [f"{vname}/{mode}", f"all/{mode}", f"face:{face}/{mode}"]
             r, p = Tally(), Tally()
             run_clip(avatars[face], sp, list(truth.phonemes), opts, tmp / f"{mode}.mp4", r, p, f"{vname}/{mode}/{face}")
             for key in keys:
