@@ -100,6 +100,8 @@ class MicFrame:
     arrived: float  # perf_counter() when the audio holding this frame's time arrived
     client_time: float  # the page's clock stamp of that audio block (ms), echoed back
     latency: float = 0.0  # seconds, set when the frame leaves (see MicSession.sent)
+    image: np.ndarray | None = field(default=None, repr=False)  # the whole rendered frame (not sent)
+    rect: tuple[int, int, int, int] = (0, 0, 0, 0)  # x0, y0, x1, y1 of what ``data`` covers
 
     def header(self) -> bytes:
         return HEADER.pack(0 if self.key else 1, 0, self.x, self.y, 0, self.index, self.latency * 1000.0,
@@ -163,6 +165,7 @@ class MicSession:
         self._last: np.ndarray | None = None
         self._last_key = -(10**9)
         self._closed = False
+        self.on_close: list = []  # called (no arguments) once the session is closed, e.g. to end its connection
         self.started = time.perf_counter()
         if SESSIONS is not None:
             SESSIONS.inc()
@@ -219,16 +222,8 @@ class MicSession:
         else:
             x0, y0, x1, y1 = _changed(self._last, frame)
         self._last = frame
-        data = b""
-        if x1 > x0 and y1 > y0:
-            bgr = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(self.opts.jpeg_quality)])
-            data = buf.tobytes() if ok else b""
-        return MicFrame(k, data, x0, y0, key, 0.0, 0.0)
-
-    def force_key(self) -> None:
-        """Make the next frame a whole one (after frames were dropped on the way)."""
-        self._last = None
+        rect = (x0, y0, x1, y1)
+        return MicFrame(k, _jpeg(frame, rect, self.opts.jpeg_quality), x0, y0, key, 0.0, 0.0, image=frame, rect=rect)
 
     def sent(self, frame: MicFrame, now: float | None = None) -> float:
         """Record that ``frame`` left the pipeline now; returns (and stamps) its latency."""
@@ -253,8 +248,39 @@ class MicSession:
         if SESSIONS is not None:
             SESSIONS.dec()
         _forget(self)
+        for hook in self.on_close:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - the connection may be gone already
+                log.debug("mic session close hook failed", exc_info=True)
         log.info("mic session %s ended after %.1f s, %d frames", self.token[:6], time.perf_counter() - self.started,
                  self.stats.frames)
+
+
+def _jpeg(frame: np.ndarray, rect: tuple[int, int, int, int], quality: int) -> bytes:
+    import cv2
+
+    x0, y0, x1, y1 = rect
+    if x1 <= x0 or y1 <= y0:
+        return b""
+    bgr = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return buf.tobytes() if ok else b""
+
+
+def merge(frames: list[MicFrame], quality: int = MicOptions.jpeg_quality) -> MicFrame:
+    """One frame that brings a page from before ``frames`` to the last of them: the last
+    frame's pixels over the union of every rectangle they changed (sent instead of a
+    backlog the page cannot keep up with)."""
+    last = frames[-1]
+    boxes = [f.rect for f in frames if f.rect[2] > f.rect[0] and f.rect[3] > f.rect[1]]
+    key = any(f.key for f in frames)
+    if not boxes or last.image is None:
+        rect = (0, 0, 0, 0)
+    else:
+        rect = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return MicFrame(last.index, _jpeg(last.image, rect, quality) if last.image is not None else b"", rect[0], rect[1],
+                    key, last.arrived, last.client_time, image=last.image, rect=rect)
 
 
 ALIGN = 16  # changed rectangles snap to the JPEG block grid of the keyframe (no seams)

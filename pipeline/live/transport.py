@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/live/mic"
 STATS_EVERY_S = 0.5
-MAX_BACKLOG = 8  # frames waiting to be sent; past this they are dropped and a whole frame follows
+MAX_BACKLOG = 8  # frames waiting to be sent; past this they are merged into one (the page skips ahead)
 _STAMP = struct.Struct("<d")
 
 
@@ -98,6 +98,8 @@ async def serve(ws: WebSocket, token: str) -> None:
         finally:
             put(None)
 
+    # Stop from elsewhere (the Stop button's handler, the server shutting down) ends the connection too
+    session.on_close.append(lambda: (inbox.put(None), put(None)))
     worker = threading.Thread(target=work, name=f"live-mic-{token[:6]}", daemon=True)
     worker.start()
     w, h = session.size
@@ -150,16 +152,18 @@ async def _send_frames(ws: WebSocket, session: mic.MicSession, outbox: asyncio.Q
         if isinstance(item, dict):  # an error from the worker
             await _close_with(ws, item["code"], item["message"])
             return
-        if outbox.qsize() > MAX_BACKLOG:  # the page cannot keep up: skip to a fresh whole frame
+        if outbox.qsize() >= MAX_BACKLOG:  # the page cannot keep up: one frame that covers the backlog
+            backlog, end = [item], None
             while not outbox.empty():
                 nxt = outbox.get_nowait()
                 if nxt is None or isinstance(nxt, dict):
-                    outbox.put_nowait(nxt)
+                    end = nxt
                     break
-                dropped += 1
-            session.force_key()
-            dropped += 1
-            continue
+                backlog.append(nxt)
+            item = await asyncio.to_thread(mic.merge, backlog, session.opts.jpeg_quality)
+            dropped += len(backlog) - 1
+            if end is not None:
+                outbox.put_nowait(end)
         session.sent(item)
         await ws.send_bytes(item.header() + item.data)
         now = time.perf_counter()

@@ -43,6 +43,7 @@ SMOOTH_S = 0.008  # time constant of each of the two smoothing poles
 HANGOVER_S = 0.08  # speech activity is held this long after the voice stops (as offline)
 FLOOR_S = 3.0  # the noise floor is the 10th percentile of this much past loudness
 PEAK_S = 8.0  # the speech level is the 97th percentile of this much past loudness
+WARMUP_S = 0.15  # the first sound only sets the noise floor and level (nothing to compare it with yet)
 ABSOLUTE_FLOOR_DB = -75.0  # the floor never sinks below this (digital silence from a muted mic)
 
 _HOP_S = HOP / SR
@@ -95,6 +96,7 @@ class StreamingVisemes:
         self._alpha = float(np.exp(-_HOP_S / SMOOTH_S))
         self._curve: deque[np.ndarray] = deque(maxlen=64)  # smoothed rows of the latest decided hops
         self._peak_fallback = ABSOLUTE_FLOOR_DB
+        self._warmup = _ceil_hops(WARMUP_S)
 
     # ------------------------------------------------------------------ input
 
@@ -105,8 +107,9 @@ class StreamingVisemes:
             self._pending = np.concatenate([self._pending, x])
             self.samples_in += len(x)
         self._features()
-        self._decide()
-        return self._frames()
+        out: list[np.ndarray] = []
+        self._decide(out)
+        return out
 
     def frames_ready(self, n_samples: int) -> int:
         """How many frames are final once ``n_samples`` samples have been pushed."""
@@ -143,6 +146,11 @@ class StreamingVisemes:
         hi = float(fg[_HI].sum() / total)
         lb = fg[_LOW]
         centroid = float((lb * _FREQS[_LOW]).sum() / (lb.sum() + 1e-10))
+        if float(10 * np.log10(spec.sum() / WIN + 1e-10)) < ABSOLUTE_FLOOR_DB:
+            # digital silence (a muted or starting microphone) says nothing about the room's
+            # noise or the voice's level: it stays out of the statistics
+            self._raw.append((False, 0.0, hi, centroid))
+            return
         # background blocks
         self._block_sum += spec
         self._block_n += 1
@@ -160,12 +168,12 @@ class StreamingVisemes:
         self._peak_fallback = max(self._peak_fallback, db)
         span = max(peak - floor, 1e-3)
         level = float(np.clip((db - floor) / span, 0.0, 1.0))
-        active = bool(db > floor + max(0.35 * span, 9.0) and peak - floor > 12.0)
+        active = bool(db > floor + max(0.35 * span, 9.0) and peak - floor > 12.0 and len(hist) > self._warmup)
         self._raw.append((active, level, hi, centroid))
 
     # ------------------------------------------------------------------ curve
 
-    def _decide(self) -> None:
+    def _decide(self, out: list[np.ndarray]) -> None:
         """Final curve rows for hops whose activity look-ahead has arrived."""
         while self.decided + self.ahead_hops < self.hops:
             d = self.decided
@@ -178,14 +186,15 @@ class StreamingVisemes:
             for k in range(2):  # two cascaded one-pole filters: critically damped
                 self._state[k] = self._alpha * self._state[k] + (1 - self._alpha) * row
                 row = self._state[k]
-            out = row.astype(np.float32)
+            pose = row.astype(np.float32)
             if not active:  # silence: the lips close (a hard constraint, as offline)
-                out[_CH["gap"]] = 0.0
-                out[_CH["jaw"]] = min(out[_CH["jaw"]], 0.05)
-                out[_CH["teeth"]] = 0.0
-                out[_CH["tongue"]] = 0.0
-            self._curve.append(out)
+                pose[_CH["gap"]] = 0.0
+                pose[_CH["jaw"]] = min(pose[_CH["jaw"]], 0.05)
+                pose[_CH["teeth"]] = 0.0
+                pose[_CH["tongue"]] = 0.0
+            self._curve.append(pose)
             self.decided += 1
+            self._frames(out)
         drop = self.decided - self._raw_start - 2 * self.ahead_hops - 2
         if drop > 0:
             del self._raw[:drop]
@@ -209,12 +218,13 @@ class StreamingVisemes:
 
     # ------------------------------------------------------------------ frames
 
-    def _frames(self) -> list[np.ndarray]:
-        out = []
+    def _frames(self, out: list[np.ndarray]) -> None:
+        """Append the frames whose hop is now decided (called after each decided hop, so the
+        rows a frame averages are still held)."""
         while True:
             h = self._hop_of(self.frames_out)
             if h >= self.decided:
-                return out
+                return
             first = self.decided - len(self._curve)
             rows = [self._curve[j - first] for j in range(max(first, h - 2), h + 1)]
             pose = np.mean(rows, axis=0).astype(np.float32)
