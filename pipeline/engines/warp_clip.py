@@ -50,6 +50,9 @@ FEATHER = 0.07  # mask feather (Gaussian sigma), mouth widths
 GAIN_LIMIT = 0.15  # colour match: at most +-15 % per channel
 GAIN_EMA = 0.3  # colour match smoothing over frames
 PREFETCH = 8  # frames decoded ahead on a second thread
+STEADY_CUTOFF = 3.0  # Hz: One Euro cut-off of the pasted region's corners at rest ...
+STEADY_BETA = 20.0  # ... rising this much per face width per second of motion (follows fast turns)
+STEADY_D_CUTOFF = 4.0  # Hz: cut-off of the speed estimate (quick to notice motion)
 OCCLUDED = 28.0  # grey levels: a frame without a detected face that differs this much at the mask's
 # edge from the reference is covered (a hand, a flash): it is shown as it is, without a mouth
 
@@ -104,6 +107,22 @@ def _affines(ref: np.ndarray, track: np.ndarray) -> np.ndarray:
     pinv = np.linalg.pinv(x)  # (3, P)
     b = np.einsum("ij,tjk->tik", pinv, track.astype(np.float64))  # (n, 3, 2)
     return np.transpose(b, (0, 2, 1)).astype(np.float32)  # (n, 2, 3)
+
+
+def _steady(affines: np.ndarray, rect: tuple[int, int, int, int], times: np.ndarray, face_w: float,
+            fps: float) -> np.ndarray:
+    """The per-frame maps with detector noise removed but the head's motion kept: three
+    corners of the pasted region are followed through the raw maps, smoothed with a One Euro
+    filter on the source's clock (it follows fast turns: a high cut-off under motion), and the
+    maps refitted through them."""
+    from pipeline.face.track_filter import smooth_track
+
+    x0, y0, x1, y1 = rect
+    src = np.array([[x0, y0], [x1, y0], [x0, y1]], np.float32)
+    pts = np.einsum("tij,kj->tki", affines[:, :, :2], src) + affines[:, None, :, 2]  # (n, 3, 2)
+    pts = smooth_track(pts, fps, face_w, times=times, min_cutoff=STEADY_CUTOFF, beta=STEADY_BETA,
+                       d_cutoff=STEADY_D_CUTOFF)
+    return np.stack([cv2.getAffineTransform(src, p.astype(np.float32)) for p in pts]).astype(np.float32)
 
 
 def _mask(lm: np.ndarray, rig, shape: tuple[int, int]) -> np.ndarray:
@@ -182,8 +201,10 @@ def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
         _, teeth, _, _ = warp._mouth_colours(shown, lk, mouth.W)
         mouth.teeth_rgb = teeth
     ref = warp._seal_source_lips(image, lm, mouth)
-    track = clip.landmarks[:, list(STABLE), :2] * np.float32(s)
+    with np.load(Path(clip.path).parent / "track.npz") as data:
+        raw, times, found = data["raw"], data["times"], data["found"].astype(bool)
     ref_idx = int(manifest["reference"])
+    track = raw[:, list(STABLE), :2] * np.float32(s)
     affines = _affines(track[ref_idx], track)  # the reference frame maps onto itself
     mask_full = _mask(lm, mouth, image.shape[:2])
     ys, xs = np.nonzero(mask_full > 1.0 / 255)
@@ -192,9 +213,8 @@ def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
     else:
         x0, y0, x1, y1 = mouth.field.rect
     mask = np.ascontiguousarray(mask_full[y0:y1, x0:x1])
+    affines = _steady(affines, (x0, y0, x1, y1), times, float(manifest.get("face_width", 100.0)) * s, clip.fps)
     speed = head_speed(clip.landmarks, float(manifest.get("face_width", 100.0)))
-    with np.load(Path(clip.path).parent / "track.npz") as data:
-        found = data["found"].astype(bool)
     return ClipRig(clip.path, int(manifest["stored_frames"]), first, clip.n_frames, size, stored, mouth, ref,
                    ref.copy(), (x0, y0, x1, y1), mask, affines, speed, found, clip.fps, warp._mouth_frame)
 

@@ -44,7 +44,7 @@ from pipeline.types import Avatar, Clip, FaceInfo
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AVATAR_STUDIO_CACHE"
-VERSION = 2  # of the prepared clip's layout and method; a change prepares every clip again
+VERSION = 3  # of the prepared clip's layout and method; a change prepares every clip again
 MANIFEST = "manifest.json"
 
 
@@ -114,9 +114,9 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
         tracker = FaceTracker(fps, multi_face)
         with VideoReader(path) as video, BlockWriter(tmp / "clip.mp4", size, fps) as writer:
             with _Background(writer.write) as store:  # encoding overlaps tracking (two cores)
-                for _, image in cfr_frames(video, fps, info.rotation, size):
+                for _, image, t in cfr_frames(video, fps, info.rotation, size):
                     store.put(image)
-                    if not tracker.add(image):
+                    if not tracker.add(image, t):
                         break
         track = tracker.finish()
         lm = track.landmarks
@@ -128,7 +128,8 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
         with BlockReader(tmp / "clip.mp4", writer.frames, fps) as frames:
             still = frames[track.start + ref]
         reference = _refine(still, track.raw[ref]).astype(np.float32)
-        np.savez_compressed(tmp / "track.npz", landmarks=lm, raw=track.raw, found=track.found, reference=reference)
+        np.savez_compressed(tmp / "track.npz", landmarks=lm, raw=track.raw, found=track.found, reference=reference,
+                            times=track.times)
         notes = list(track.warnings)
         if info.vfr:
             notes.append(f"The clip has a variable frame rate; it is re-timed to a constant {fps:g} fps by timestamp.")
@@ -136,7 +137,8 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
             notes.append(f"The clip is {info.size[0]}×{info.size[1]}; it is used at {size[0]}×{size[1]}.")
         manifest = {
             "tool": "avatar-studio", "params": params,
-            "source": {"name": path.name, "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest, "width": info.size[0],
+            "source": {"name": path.name, "path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest,
+                       "width": info.size[0],
                        "height": info.size[1], "fps": info.fps, "vfr": info.vfr, "duration": info.duration,
                        "frames": info.frames, "rotation": info.rotation, "codec": info.codec,
                        "container": info.container, "audio_codec": info.audio_codec},
@@ -191,7 +193,9 @@ class _Background:
             raise self.error
 
 
-def prepare_clip(path: str | Path, fps: float = 25.0, multi_face: MultiFacePolicy = "largest", name: str = "") -> Avatar:
+def prepare_clip(
+    path: str | Path, fps: float = 25.0, multi_face: MultiFacePolicy = "largest", name: str = ""
+) -> Avatar:
     """The avatar of a presenter clip at ``fps`` (prepared, or loaded from the cache)."""
     path = Path(path)
     from pipeline.errors import UnsupportedMedia

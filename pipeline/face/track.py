@@ -15,8 +15,8 @@ at a similar size. Frames without it are bridged by interpolation (:mod:`track_f
 if it is missing from most of the shot, :func:`FaceTracker.finish` refuses the clip and
 says where it is missing.
 
-Shot changes: a frame whose thumbnail differs strongly from the one before starts a new
-shot unless the old picture comes back within :data:`CUT_CONFIRM_S` (a flash, a hand in
+Shot changes: a frame whose thumbnail differs strongly from the one before, in its pixels and
+in its colours (so fast motion is not a cut), starts a new shot unless the old picture comes back within :data:`CUT_CONFIRM_S` (a flash, a hand in
 front of the lens). Only the first shot in which the presenter is found is used; frames
 after its end are not tracked.
 """
@@ -39,7 +39,8 @@ CROP = 256  # px: side of the crop FaceMesh runs on around the previous face
 CROP_SCALE = 2.0  # crop side / face size
 MAX_SHIFT = 0.4  # a face found further than this (face widths) from the last one is someone else
 SIZE_RATIO = 1.45  # ... or one this much larger or smaller
-CUT_DIFF = 28.0  # mean absolute thumbnail difference (grey levels) that may be a shot change
+CUT_DIFF = 28.0  # mean absolute thumbnail difference (grey levels) that may be a shot change ...
+CUT_COLOURS = 0.35  # ... when the colour histograms differ this much too (0 same, 1 disjoint)
 CUT_CONFIRM_S = 0.2  # s: the old picture coming back within this undoes the cut
 SEARCH_EVERY = 3  # frames between whole-frame searches while the face is lost
 CENSUS_S = 1.0  # s between whole-frame face counts (a second person)
@@ -59,6 +60,7 @@ class FaceTrack:
     fps: float
     face_width: float  # px: median width of the face
     cuts: tuple[int, ...]  # frames where a shot change was seen (feed indices)
+    times: np.ndarray  # float64 (n,): when each frame's picture was taken (source seconds)
     warnings: tuple[str, ...]
 
     @property
@@ -73,6 +75,20 @@ def _fmt_spans(runs: list[tuple[int, int]], fps: float, offset: int = 0, limit: 
     return ", ".join(parts)
 
 
+def _histogram(small: np.ndarray) -> np.ndarray:
+    """Per-channel 16-bin colour histograms of a thumbnail, each summing to 1."""
+    h = np.stack([np.bincount(small[..., c].ravel() >> 4, minlength=16) for c in range(3)]).astype(np.float32)
+    return h / max(1.0, float(small.shape[0] * small.shape[1]))
+
+
+def _different(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], relax: float = 1.0) -> bool:
+    """Whether two thumbnails show different pictures: the pixels differ AND the colours do (a
+    moving head or a pan changes pixels but not the colour histogram; a cut changes both)."""
+    pixels = float(np.abs(a[0] - b[0]).mean())
+    colours = 0.5 * float(np.abs(a[1] - b[1]).sum(1).mean())  # 0 same .. 1 disjoint
+    return pixels >= relax * CUT_DIFF and colours >= relax * CUT_COLOURS
+
+
 class FaceTracker:
     """Feed constant-rate frames in order with :meth:`add`; :meth:`finish` gives the track."""
 
@@ -85,6 +101,7 @@ class FaceTracker:
         self.main_error: PipelineError | None = None  # why the face was not found at the start
         self.notes: list[str] = []
         self._lm: list[np.ndarray | None] = []
+        self._times: list[float] = []  # when each frame's picture was taken (s)
         self._last: np.ndarray | None = None  # last found landmarks
         self._width = 0.0
         self._lost = 0
@@ -98,10 +115,12 @@ class FaceTracker:
 
     # -- feeding --------------------------------------------------------------------------
 
-    def add(self, image: np.ndarray) -> bool:
-        """Track one frame; False once the presenter's shot has ended (stop feeding)."""
+    def add(self, image: np.ndarray, time: float | None = None) -> bool:
+        """Track one frame (``time``: when its picture was taken, for a re-timed clip); False
+        once the presenter's shot has ended (stop feeding)."""
         k = self.k
         self.k += 1
+        self._times.append(k / self.fps if time is None else float(time))
         if self._cut_at(image, k):
             self._shot_end = self._candidate_confirmed
             return False
@@ -121,14 +140,14 @@ class FaceTracker:
         h, w = image.shape[:2]
         step = max(1, min(h // 54, w // 96))  # every few pixels: the thumbnail is tiny
         small = cv2.resize(image[::step, ::step, :3], (48, 27), interpolation=cv2.INTER_AREA)
-        thumb = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        thumb = (cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32), _histogram(small))
         prev, self._thumb_prev = self._thumb_prev, thumb
         if prev is None:
             return False
         confirm = max(2, int(round(CUT_CONFIRM_S * self.fps)))
         if self._candidate >= 0:
             assert self._anchor is not None
-            if float(np.abs(thumb - self._anchor).mean()) < CUT_DIFF:  # the old picture is back
+            if not _different(thumb, self._anchor, 0.5):  # the old picture is back (a flash, a hand)
                 self._candidate = -1
             elif k - self._candidate >= confirm:
                 self._candidate_confirmed = self._candidate
@@ -141,7 +160,7 @@ class FaceTracker:
                     return False
                 return True
             return False
-        if float(np.abs(thumb - prev).mean()) >= CUT_DIFF:
+        if _different(thumb, prev):
             self._candidate, self._anchor = k, prev
         return False
 
@@ -244,7 +263,8 @@ class FaceTracker:
                 raw[i] = lms[start + i]
         raw = bridge(raw, found)
         width = float(np.median(np.ptp(raw[found, :, 0], axis=1)))
-        smooth = smooth_track(raw, fps, width)
+        times = np.asarray(self._times[start:end], np.float64)
+        smooth = smooth_track(raw, fps, width, times=times)
         warnings = list(dict.fromkeys(self.notes))
         if self.cuts and (start > 0 or end < self.k):
             warnings.append(
@@ -263,4 +283,4 @@ class FaceTracker:
                 f"The face was not found in {int((~found).sum())} frames ({_fmt_spans(lost, fps, start)}); "
                 "there the mouth follows the head by interpolation."
             )
-        return FaceTrack(smooth, raw, found, start, end, fps, width, tuple(self.cuts), tuple(warnings))
+        return FaceTrack(smooth, raw, found, start, end, fps, width, tuple(self.cuts), times, tuple(warnings))

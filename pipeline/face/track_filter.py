@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-MIN_CUTOFF = 1.2  # Hz: cut-off of a still landmark
-BETA = 1.5  # cut-off rise per (face width / s) of speed
+MIN_CUTOFF = 2.0  # Hz: cut-off of a still landmark
+BETA = 8.0  # cut-off rise per (face width / s) of speed
 D_CUTOFF = 1.0  # Hz: cut-off of the speed estimate
 
 
@@ -25,9 +25,11 @@ def _alpha(cutoff: np.ndarray | float, rate: float) -> np.ndarray | float:
 
 
 def one_euro(x: np.ndarray, rate: float, scale: float = 1.0, min_cutoff: float = MIN_CUTOFF,
-             beta: float = BETA, d_cutoff: float = D_CUTOFF) -> np.ndarray:
+             beta: float = BETA, d_cutoff: float = D_CUTOFF, times: np.ndarray | None = None) -> np.ndarray:
     """Causal One Euro filter along axis 0 of ``x`` (frames first, any trailing shape), sampled
-    at ``rate`` Hz; ``scale`` turns values into the units ``beta`` is given in."""
+    at ``rate`` Hz, or at ``times`` (seconds, non-decreasing: a sample at the time of the one
+    before is the same picture again and keeps its value); ``scale`` turns values into the
+    units ``beta`` is given in."""
     x = np.asarray(x, np.float64)
     out = np.empty_like(x)
     if len(x) == 0:
@@ -35,21 +37,30 @@ def one_euro(x: np.ndarray, rate: float, scale: float = 1.0, min_cutoff: float =
     prev = x[0].copy()
     dprev = np.zeros_like(prev)
     out[0] = prev
-    a_d = _alpha(d_cutoff, rate)
     for i in range(1, len(x)):
-        dx = (x[i] - prev) * rate
-        dprev = dprev + a_d * (dx - dprev)
+        r = rate
+        if times is not None:
+            dt = abs(float(times[i] - times[i - 1]))
+            if dt < 1e-6:
+                out[i] = prev
+                continue
+            r = 1.0 / dt
+        dx = (x[i] - prev) * r
+        dprev = dprev + _alpha(d_cutoff, r) * (dx - dprev)
         cutoff = min_cutoff + beta * np.abs(dprev) / scale
-        a = _alpha(cutoff, rate)
-        prev = prev + a * (x[i] - prev)
+        prev = prev + _alpha(cutoff, r) * (x[i] - prev)
         out[i] = prev
     return out
 
 
-def smooth_track(landmarks: np.ndarray, rate: float, face_width: float, **kw: float) -> np.ndarray:
-    """``landmarks`` (n, points, dims) smoothed by a forward then a backward One Euro pass."""
-    fwd = one_euro(landmarks, rate, face_width, **kw)
-    return one_euro(fwd[::-1], rate, face_width, **kw)[::-1].astype(np.float32)
+def smooth_track(landmarks: np.ndarray, rate: float, face_width: float, times: np.ndarray | None = None,
+                 **kw: float) -> np.ndarray:
+    """``landmarks`` (n, points, dims) smoothed by a forward then a backward One Euro pass;
+    ``times``: when each frame's picture was taken (the source's timestamps of a re-timed
+    clip), so the filter sees the motion on its real clock, not the jerks of re-timing."""
+    fwd = one_euro(landmarks, rate, face_width, times=times, **kw)
+    back = None if times is None else np.asarray(times)[::-1]
+    return one_euro(fwd[::-1], rate, face_width, times=back, **kw)[::-1].astype(np.float32)
 
 
 def bridge(landmarks: np.ndarray, found: np.ndarray) -> np.ndarray:

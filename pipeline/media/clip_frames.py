@@ -3,7 +3,7 @@ the block-coded store a prepared clip keeps its frames in.
 
     info = probe_clip("phone.mov")                 # size upright, fps, VFR, duration, rotation, codecs
     with VideoReader(info.path) as video:
-        for k, image in cfr_frames(video, 25.0, info.rotation, longest=1280):
+        for k, image, t in cfr_frames(video, 25.0, info.rotation, stored_size(info.size)):
             ...                                    # the frame on screen at k / 25 s, upright
 
 A variable-frame-rate source is normalised by timestamp (:meth:`VideoReader.resample`):
@@ -72,7 +72,8 @@ class ClipInfo:
 
     def describe(self) -> str:
         w, h = self.size
-        rate = f"variable frame rate (about {self.frames / max(self.duration, 1e-9):.1f} fps)" if self.vfr else f"{self.fps:.3g} fps"
+        mean = self.frames / max(self.duration, 1e-9)
+        rate = f"variable frame rate (about {mean:.1f} fps)" if self.vfr else f"{self.fps:.3g} fps"
         turn = f", rotated {self.rotation}°" if self.rotation else ""
         return f"{w}×{h} {self.codec}, {self.duration:.1f} s at {rate}{turn}"
 
@@ -123,17 +124,19 @@ def stored_size(size: tuple[int, int], longest: int = MAX_SIDE) -> tuple[int, in
 def cfr_frames(
     video: VideoReader, fps: float, rotation: int = 0, size: tuple[int, int] | None = None,
     start: float = 0.0, duration: float | None = None,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """``(k, image)`` for the frames on screen at ``start + k / fps`` over ``duration`` s (default:
-    to the end), upright and scaled to ``size`` (width, height)."""
+) -> Iterator[tuple[int, np.ndarray, float]]:
+    """``(k, image, source time)`` for the frames on screen at ``start + k / fps`` over
+    ``duration`` s (default: to the end), upright and scaled to ``size`` (width, height); the
+    source time is when the frame shown starts in the source (the same for a repeated frame)."""
     length = (video.duration - start) if duration is None else duration
     for k in range(timing.frame_count(max(0.0, length), fps)):
         t = start + float(timing.frame_start(k, fps))
-        image = upright(video.frame_at(t).image, rotation)
+        shown = video.frame_at(t)
+        image = upright(shown.image, rotation)
         if size is not None and (image.shape[1], image.shape[0]) != size:
             interp = cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR
             image = cv2.resize(image, size, interpolation=interp)
-        yield k, image
+        yield k, image, shown.time
 
 
 class BlockWriter:
@@ -190,7 +193,9 @@ class BlockReader:
         try:
             self._c = av.open(str(self.path))
         except av.FFmpegError as exc:
-            raise UnsupportedMedia(f"The prepared clip '{self.path}' cannot be read ({exc}); prepare it again.") from exc
+            raise UnsupportedMedia(
+                f"The prepared clip '{self.path}' cannot be read ({exc}); prepare it again."
+            ) from exc
         self._s = self._c.streams.video[0]
         self._s.thread_type = "AUTO"
         self._tb = float(self._s.time_base)
