@@ -111,6 +111,28 @@ def test_a_shot_change_keeps_the_first_shot_and_says_so(cache, tmp_path):
     assert any("changes shot at 2.2" in w for w in avatar.warnings), avatar.warnings
 
 
+def test_fast_head_motion_is_not_a_shot_change_and_the_mouth_keeps_up(cache, tmp_path):
+    from pipeline.engines import get_engine
+
+    t = make_clip(tmp_path / "fast.mp4", 2.4, speed=4.0, amount=2.0)  # a 1.6 Hz sway of +-12 % of the width
+    avatar = prepare_clip(t.path, FPS)
+    assert abs(avatar.clip.n_frames - 2.4 * FPS) <= 2 and not any("shot" in w for w in avatar.warnings)
+    # the pasted region follows the true head motion within ~1.5 % of the face width
+    rig = get_engine("warp").prepare(avatar, RenderOptions())
+    m = manifest_of(avatar.clip)
+
+    def truth_map(i: int) -> np.ndarray:
+        j = max(0, int(np.searchsorted(t.times, (m["first"] + i) / FPS + 1e-6, side="right")) - 1)
+        return np.vstack([t.matrices[j], [0, 0, 1]])
+
+    x0, y0, x1, y1 = rig.rect
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], float).T
+    back = np.linalg.inv(truth_map(m["reference"]))
+    err = [np.linalg.norm(rig.affines[i] @ corners - (truth_map(i) @ back)[:2] @ corners, axis=0).mean()
+           for i in range(rig.n_clip)]
+    assert np.mean(err) < 0.015 * m["face_width"], np.mean(err)
+
+
 def test_a_second_person_is_not_followed(cache, tmp_path):
     t = make_clip(tmp_path / "two.mp4", 2.4, second_face=True, vfr=False)
     avatar = prepare_clip(t.path, FPS)
@@ -150,7 +172,8 @@ def test_prepared_once_and_cached_with_a_manifest(clip_avatar, truth, cache):
     assert Path(again.clip.path).parent == folder and (folder / "track.npz").stat().st_mtime_ns == stamp
     assert np.array_equal(again.clip.landmarks, clip_avatar.clip.landmarks)
     other = prepare_clip(truth.path, 30.0)  # another rate is another prepared clip
-    assert Path(other.clip.path).parent != folder and other.clip.n_frames == round(manifest_of(other.clip)["shot"][1] * 30)
+    assert Path(other.clip.path).parent != folder
+    assert other.clip.n_frames == round(manifest_of(other.clip)["shot"][1] * 30)
 
 
 # ------------------------------------------------------------------------ duration fitting
@@ -255,7 +278,8 @@ def test_background_modes_work_on_a_clip(clip_avatar, tmp_path):
 
     speech = pipeline.synthesize("Hi Bob.", VoiceOptions(variation=0.0))
     out = tmp_path / "green.mp4"
-    result = pipeline.render_to_file(clip_avatar, speech, out, background=BackgroundOptions(mode="color", color="#00ff00"))
+    green = BackgroundOptions(mode="color", color="#00ff00")
+    result = pipeline.render_to_file(clip_avatar, speech, out, background=green)
     assert result.frames == round(speech.duration * FPS)
     with VideoReader(out) as video:
         corner = next(iter(video)).image[:10, :10].reshape(-1, 3).mean(0)
@@ -266,7 +290,8 @@ def test_cli_takes_a_clip_as_the_avatar(clip_avatar, truth, tmp_path, capsys):
     import launch
 
     out = tmp_path / "cli.mp4"
-    assert launch.main(["render", "--avatar", str(truth.path), "--text", "Hi Bob.", "--out", str(out), "--clip-audio", "-18"]) == 0
+    args = ["render", "--avatar", str(truth.path), "--text", "Hi Bob.", "--out", str(out), "--clip-audio", "-18"]
+    assert launch.main(args) == 0
     assert out.is_file() and "Wrote" in capsys.readouterr().out
 
 

@@ -65,7 +65,8 @@ def motion(t: float, size: tuple[int, int] = (W, H), scale: float = 1.3, amount:
     a = np.deg2rad(amount * 4.0 * np.sin(2 * np.pi * 0.31 * t))
     s = scale * (1.0 + amount * 0.04 * np.sin(2 * np.pi * 0.23 * t))
     m = np.array([[s * np.cos(a), -s * np.sin(a), 0.0], [s * np.sin(a), s * np.cos(a), 0.0]])
-    centre = np.array([w / 2 + amount * 0.06 * w * np.sin(2 * np.pi * 0.4 * t), 0.45 * h + amount * 0.03 * h * np.cos(2 * np.pi * 0.27 * t)])
+    centre = np.array([w / 2 + amount * 0.06 * w * np.sin(2 * np.pi * 0.4 * t),
+                       0.45 * h + amount * 0.03 * h * np.cos(2 * np.pi * 0.27 * t)])
     m[:, 2] = centre - m[:, :2] @ np.array(FACE_CENTRE)
     return m
 
@@ -80,9 +81,10 @@ def vfr_times(seconds: float, seed: int = 0, lo: float = 1 / 40, hi: float = 1 /
 
 def make_clip(
     path: Path, seconds: float = 3.0, *, size: tuple[int, int] = (W, H), vfr: bool = True, fps: float = 30.0,
-    blank: tuple[tuple[float, float], ...] = (), cover: tuple[tuple[float, float], ...] = (), rotation: int = 0, cut_at: float | None = None,
+    blank: tuple[tuple[float, float], ...] = (), cover: tuple[tuple[float, float], ...] = (), rotation: int = 0,
+    cut_at: float | None = None,
     second_face: bool = False, mouth: bool = True, codec: str = "libx264", seed: int = 0, amount: float = 1.0,
-    scale: float = 1.3, audio: bool | str = False,
+    scale: float = 1.3, audio: bool | str = False, speed: float = 1.0,
 ) -> ClipTruth:
     """Write a presenter clip (see the module docstring); ``blank`` spans (s) are flat grey,
     in ``cover`` spans a box hides the face; ``audio`` True (AAC) or an encoder name adds a tone."""
@@ -106,7 +108,7 @@ def make_clip(
             s.set_display_rotation(rotation)
         a = c.add_stream("aac" if audio is True else audio, rate=48000) if audio else None
         for i, t in enumerate(times):
-            m = motion(float(t), size, scale, amount)
+            m = motion(float(t) * speed, size, scale, amount)
             mats.append(m)
             frame = cv2.warpAffine(talking_photo(float(t), mouth), m, (w, h), borderMode=cv2.BORDER_REFLECT)
             if second_face:
@@ -117,8 +119,8 @@ def make_clip(
             if any(a0 <= t < a1 for a0, a1 in cover):  # something in front of the face, the room as it was
                 fc = m[:, :2] @ np.array(FACE_CENTRE) + m[:, 2]
                 r = int(0.55 * 92 * m[0, 0] / np.cos(np.arctan2(m[1, 0], m[0, 0])))
-                cv2.rectangle(frame, (int(fc[0]) - r, int(fc[1]) - int(1.3 * r)), (int(fc[0]) + r, int(fc[1]) + int(1.3 * r)),
-                              (150, 120, 100), -1)
+                x, y = int(fc[0]), int(fc[1])
+                cv2.rectangle(frame, (x - r, y - int(1.3 * r)), (x + r, y + int(1.3 * r)), (150, 120, 100), -1)
             if any(a0 <= t < a1 for a0, a1 in blank):
                 frame = np.full_like(frame, 128)
             frame = np.ascontiguousarray(np.rot90(frame, -k_rot)) if k_rot else frame
