@@ -126,6 +126,8 @@ registerProcessor("avatar-mic", AvatarMic);`;
     M.arrivals = [];
     M.lastServerStats = null;
     M.roundTrip = [];
+    M.serverLatencies = [];  // per frame, ms (read by bench/live_mic.py)
+    M.micToScreen = [];
     node.port.onmessage = (e) => {
       if (ws.readyState !== 1) return;
       const pcm = new Uint8Array(e.data);
@@ -171,6 +173,8 @@ registerProcessor("avatar-mic", AvatarMic);`;
       const view = new DataView(buf);
       const x = view.getUint16(2, true), y = view.getUint16(4, true);
       const stamp = view.getFloat64(16, true);
+      M.serverLatencies.push(view.getFloat32(12, true));
+      if (M.serverLatencies.length > 6000) M.serverLatencies.shift();
       const jpeg = buf.byteLength > HEADER ? new Blob([new Uint8Array(buf, HEADER)], { type: "image/jpeg" }) : null;
       chain = chain.then(async () => {
         if (jpeg) {
@@ -182,7 +186,10 @@ registerProcessor("avatar-mic", AvatarMic);`;
         M.frames++;
         const now = performance.now();
         M.arrivals.push(now);
-        if (stamp > 0) { M.roundTrip.push(now - stamp); if (M.roundTrip.length > 50) M.roundTrip.shift(); }
+        if (stamp > 0) {
+          M.roundTrip.push(now - stamp); if (M.roundTrip.length > 50) M.roundTrip.shift();
+          M.micToScreen.push(now - stamp); if (M.micToScreen.length > 6000) M.micToScreen.shift();
+        }
       }).catch(() => {});
     };
     ws.onclose = () => {
