@@ -162,10 +162,17 @@ def api_router(host: str = "127.0.0.1", share: bool = False, extra: dict | None 
 
 
 def job_system():
-    """The process's running JobSystem (``pipeline.jobs``: submit, list, cancel, plan_batch), or None."""
+    """The process's running JobSystem (``pipeline.jobs``: submit, list, cancel, output_path), or None."""
     from pipeline.jobs import current
 
     return current()
+
+
+def plan_batch(csv_path: str | Path, avatar: str | Path | None, **kwargs):
+    """A batch CSV checked row by row for the running job system; the plan submits, tabulates, zips."""
+    from pipeline.jobs.batch import plan_in
+
+    return plan_in(job_system(), csv_path, avatar, **kwargs)
 
 
 def engine_names() -> list[str]:
@@ -185,4 +192,5 @@ __all__ = [
     "voices",
     "mic_router", "offer_mic_session", "stop_mic_sessions",  # the mic-driven live avatar
     "api_router",  # the HTTP API
+    "job_system", "plan_batch",  # durable jobs and batches
 ]

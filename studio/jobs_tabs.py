@@ -173,7 +173,7 @@ def _start_batch(csv_path: str | None, photo: str | None, media: list[str] | Non
     system = _system()
     files = {Path(p).name: Path(p) for p in (media or [])}
     try:
-        plan = system.plan_batch(csv_path, photo or None, max_rows=MAX_UI_ROWS, audio_files=files)
+        plan = pipeline.plan_batch(csv_path, photo or None, max_rows=MAX_UI_ROWS, audio_files=files)
         jobs = plan.submit(system)
     except PipelineError as exc:
         raise gr.Error(exc.message, print_exception=False) from exc

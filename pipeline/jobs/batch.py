@@ -303,6 +303,15 @@ def plan_batch(csv_path: str | Path, avatar: str | Path | None, out_dir: str | P
     return plan
 
 
+def plan_in(system: JobSystem, csv_path: str | Path, avatar: str | Path | None, **kwargs: Any) -> BatchPlan:
+    """:func:`plan_batch` for a batch of the Batch tab: its output folder is
+    ``<data dir>/batches/<batch id>`` (the id hashes the CSV and the photo)."""
+    if system is None:
+        raise PipelineError("The job system is not running in this process.")
+    plan = plan_batch(csv_path, avatar, system.data_dir / "batches" / "_", **kwargs)
+    return plan_batch(csv_path, avatar, system.data_dir / "batches" / plan.batch_id, **{**kwargs, "prepare": False})
+
+
 def submit_plan(system: JobSystem, plan: BatchPlan) -> dict[int, tuple[Job, bool]]:
     """A job for every good row: the earlier job when that row is done or still in flight
     (a killed run resumes), else a new one. Returns {line: (job, reused)}."""

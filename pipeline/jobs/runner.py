@@ -20,16 +20,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.render import CancelToken, Cancelled, RenderSession
 from pipeline.request import RenderRequest
 from pipeline.sources import Memo, prepare_avatar, speech_for
 from pipeline.types import Avatar
-
-if TYPE_CHECKING:
-    from pipeline.jobs.system import JobSystem
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +121,14 @@ class _Watcher:
     """Polls the store for a cancel request (and the process for a shutdown) and sets the
     render's token."""
 
-    def __init__(self, system: "JobSystem", job_id: str, token: CancelToken) -> None:
+    def __init__(self, system: Any, job_id: str, token: CancelToken) -> None:
         self._stop = threading.Event()
         self.interrupted = False
         self._thread = threading.Thread(target=self._run, args=(system, job_id, token), daemon=True,
                                         name=f"cancel-{job_id[:8]}")
         self._thread.start()
 
-    def _run(self, system: "JobSystem", job_id: str, token: CancelToken) -> None:
+    def _run(self, system: Any, job_id: str, token: CancelToken) -> None:
         while not self._stop.wait(CANCEL_POLL_S):
             if system.stopping.is_set():
                 self.interrupted = True
@@ -148,7 +145,7 @@ class _Watcher:
         self._stop.set()
 
 
-def _progress_writer(system: "JobSystem", job_id: str):
+def _progress_writer(system: Any, job_id: str):
     last = [0.0, ""]
 
     def progress(fraction: float, message: str) -> None:
@@ -165,7 +162,7 @@ def _progress_writer(system: "JobSystem", job_id: str):
     return progress
 
 
-def run_render(system: "JobSystem", job_id: str) -> str:
+def run_render(system: Any, job_id: str) -> str:
     """Render one job; returns its final state. Failures are recorded, not raised."""
     store = system.store
     job = store.get(job_id)
@@ -250,6 +247,6 @@ def _elapsed(t0: float) -> dict[str, float]:
     return {"total": round(time.perf_counter() - t0, 3)}
 
 
-def _finish(system: "JobSystem", job_id: str, state: str, **values: Any) -> None:
+def _finish(system: Any, job_id: str, state: str, **values: Any) -> None:
     values.setdefault("message", {"done": "Done", "failed": "Failed", "cancelled": "Cancelled"}[state])
     system.store.update(job_id, only_states=("queued", "running"), state=state, finished_at=time.time(), **values)

@@ -237,17 +237,6 @@ class JobSystem:
         typical = statistics.median(recent) if recent else 5.0
         return round(min(max(typical / max(1, self.workers), 1.0), 600.0), 1)
 
-    def plan_batch(self, csv_path: str | Path, avatar: str | Path | None, out_dir: str | Path | None = None,
-                   **kwargs: Any):
-        """Every row of a batch CSV checked (:func:`pipeline.jobs.batch.plan_batch`); the plan then
-        submits to this system, tabulates and zips. ``out_dir`` defaults to ``<data dir>/batches/<id>``."""
-        from pipeline.jobs.batch import plan_batch
-
-        plan = plan_batch(csv_path, avatar, out_dir or self.data_dir / "batches" / "_", **kwargs)
-        if out_dir is None:  # the batch's own folder (its id hashes the CSV and the photo)
-            plan = plan_batch(csv_path, avatar, self.data_dir / "batches" / plan.batch_id, prepare=False, **kwargs)
-        return plan
-
     def job_folder(self, job_id: str) -> Path:
         return self.data_dir / "jobs" / job_id
 

@@ -27,13 +27,10 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urlparse
 
 from pipeline.errors import InvalidOption
-
-if TYPE_CHECKING:
-    from pipeline.jobs.system import JobSystem
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +91,12 @@ def message_id(job_id: str, state: str) -> str:
     return f"msg_{job_id}_{state}"
 
 
-def payload(system: "JobSystem", job_id: str, state: str) -> dict:
+def payload(system: Any, job_id: str, state: str) -> dict:
     job = system.get(job_id)
     return {"type": EVENTS[state], "data": job.to_dict() if job else {"id": job_id, "state": state}}
 
 
-def deliver_once(system: "JobSystem", job_id: str, url: str, state: str) -> int:
+def deliver_once(system: Any, job_id: str, url: str, state: str) -> int:
     """One signed POST; returns the HTTP status, raises DeliveryFailed unless 2xx."""
     msg_id = message_id(job_id, state)
     info = _status(system, job_id)
@@ -129,16 +126,16 @@ def deliver_once(system: "JobSystem", job_id: str, url: str, state: str) -> int:
     return status
 
 
-def gave_up(system: "JobSystem", job_id: str, error: str) -> None:
+def gave_up(system: Any, job_id: str, error: str) -> None:
     info = _status(system, job_id)
     _record(system, job_id, {**info, "status": "failed", "error": error})
     log.warning("webhook for job %s not delivered after %s attempts: %s", job_id, info.get("attempts"), error)
 
 
-def _status(system: "JobSystem", job_id: str) -> dict:
+def _status(system: Any, job_id: str) -> dict:
     job = system.store.get(job_id)
     return dict(job.webhook or {}) if job else {}
 
 
-def _record(system: "JobSystem", job_id: str, info: dict) -> None:
+def _record(system: Any, job_id: str, info: dict) -> None:
     system.store.update(job_id, webhook=info)

@@ -16,14 +16,11 @@ find the process's :class:`~pipeline.jobs.system.JobSystem` through :func:`syste
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 from dbos import DBOS
 
 from pipeline.jobs import webhooks
-
-if TYPE_CHECKING:
-    from pipeline.jobs.system import JobSystem
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +31,15 @@ APP_VERSION = "avatar-studio-jobs-1"
 QUEUE = "avatar-studio-renders"
 WORKFLOW = "avatar_studio.render_job"
 
-_SYSTEM: "JobSystem | None" = None
+_SYSTEM: Any = None  # the JobSystem of this process
 
 
-def bind(system: "JobSystem | None") -> None:
+def bind(system: Any) -> None:
     global _SYSTEM
     _SYSTEM = system
 
 
-def system() -> "JobSystem":
+def system() -> Any:
     if _SYSTEM is None:
         raise RuntimeError("no JobSystem is running in this process")
     return _SYSTEM
