@@ -138,8 +138,12 @@ def cmd_studio(args: argparse.Namespace) -> int:
     from studio.app import launch
 
     jobs = _job_system(args, "studio")
-    jobs.start()  # resumes queued and running jobs; pipeline.jobs.current() for the Jobs tab and the API
-    server.SHUTDOWN.append(jobs.stop)
+    try:
+        jobs.start()  # resumes queued and running jobs; pipeline.jobs.current() for the Jobs tab and the API
+        server.SHUTDOWN.append(jobs.stop)
+    except Exception:  # noqa: BLE001 - the studio itself still serves; the Jobs tab and the API say jobs are off
+        log.exception("The job system did not start (data dir %s, database %s): Batch, Jobs and the HTTP API "
+                      "renders are off in this run", jobs.data_dir, jobs.database_url or "SQLite")
     extra = {**_extra(args), "data_dir": str(jobs.data_dir)}
     launch(host=args.host, port=args.port, share=args.share, extra=extra)
     return 0

@@ -115,3 +115,4 @@ def test_a_plain_text_secret_signs_with_its_bytes():
     sig = signer("S").sign("msg_1", now, '{"a": 1}')
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": sig}
     assert Webhook(b"S").verify('{"a": 1}', headers) == {"a": 1}
+

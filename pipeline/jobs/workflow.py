@@ -55,7 +55,12 @@ def render_step(job_id: str) -> str:
 @DBOS.step(name="avatar_studio.webhook", retries_allowed=True, interval_seconds=webhooks.RETRY_FIRST_S,
            max_attempts=webhooks.MAX_ATTEMPTS, backoff_rate=webhooks.RETRY_BACKOFF)
 def webhook_step(job_id: str, url: str, state: str) -> int:
-    return webhooks.deliver_once(system(), job_id, url, state)
+    jobs = system()
+    if jobs.stopping.is_set():  # shutting down between retries: leave the step to the next start
+        from pipeline.jobs.runner import Interrupted
+
+        raise Interrupted(job_id)
+    return webhooks.deliver_once(jobs, job_id, url, state)
 
 
 @DBOS.step(name="avatar_studio.webhook_gave_up")
