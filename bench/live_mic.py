@@ -14,6 +14,12 @@ frame the server latency (as above, measured at the socket) and the page's own c
 the audio block leaving the AudioWorklet to the frame drawn (mic to screen), and the
 frame rate at the page.
 
+``webrtc`` (for the transport choice, not used by the studio): the same frames sent over
+aiortc to an aiortc receiver in this process (VP8, RTP, the receiver's jitter buffer and
+decode); latency from a frame being handed to the video track to it being decoded on the
+other side, i.e. what WebRTC would add where the WebSocket adds a JPEG and a socket write.
+Its ICE runs over this machine's own non-loopback address (aioice drops 127.0.0.1).
+
 Prints p50/p95 (ms) and fps as JSON. Not a test: it prints numbers.
 """
 
@@ -21,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -131,9 +136,64 @@ def bench_browser(wav: Path, seconds: float, folder: Path) -> dict:
     }
 
 
+def bench_webrtc(seconds: float) -> dict:
+    import asyncio
+
+    from aiortc import RTCPeerConnection, VideoStreamTrack
+    from av import VideoFrame
+
+    import pipeline
+    from pipeline.live.mic import MicSession
+
+    session = MicSession(pipeline.prepare_avatar(None))
+    voice = (np.random.default_rng(0).standard_normal(640) * 0.05).astype(np.float32)
+
+    class AvatarTrack(VideoStreamTrack):
+        def __init__(self) -> None:
+            super().__init__()
+            self.handed: dict[int, float] = {}
+
+        async def recv(self):
+            pts, time_base = await self.next_timestamp()
+            frames = []
+            while not frames:
+                frames = session.feed(voice, time.perf_counter())
+            frame = VideoFrame.from_ndarray(np.ascontiguousarray(frames[-1].image), format="rgb24")
+            frame.pts, frame.time_base = pts, time_base
+            self.handed[pts] = time.perf_counter()
+            return frame
+
+    async def run() -> dict:
+        sender, receiver = RTCPeerConnection(), RTCPeerConnection()
+        track = AvatarTrack()
+        sender.addTrack(track)
+        got: asyncio.Queue = asyncio.Queue()
+        receiver.on("track", got.put_nowait)
+        await sender.setLocalDescription(await sender.createOffer())
+        await receiver.setRemoteDescription(sender.localDescription)
+        await receiver.setLocalDescription(await receiver.createAnswer())
+        await sender.setRemoteDescription(receiver.localDescription)
+        remote = await asyncio.wait_for(got.get(), 30)
+        lat, n, t0 = [], 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            frame = await remote.recv()
+            n += 1
+            if frame.pts in track.handed and n > 25:
+                lat.append(1000 * (time.perf_counter() - track.handed[frame.pts]))
+        elapsed = time.perf_counter() - t0
+        await sender.close()
+        await receiver.close()
+        return {"mode": "webrtc", "seconds": seconds, "added_latency_ms": percentiles(lat), "fps": round(n / elapsed, 1)}
+
+    try:
+        return asyncio.run(run())
+    finally:
+        session.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=("pipeline", "browser", "both"), default="both")
+    ap.add_argument("--mode", choices=("pipeline", "browser", "webrtc", "both"), default="both")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--wav", help="the voice the fake microphone plays (default: a TTS sentence)")
     args = ap.parse_args()
@@ -146,6 +206,9 @@ def main() -> None:
             print(json.dumps(out[-1]), flush=True)
         if args.mode in ("browser", "both"):
             out.append(bench_browser(wav, args.seconds, folder))
+            print(json.dumps(out[-1]), flush=True)
+        if args.mode == "webrtc":
+            out.append(bench_webrtc(args.seconds))
             print(json.dumps(out[-1]), flush=True)
 
 
