@@ -284,6 +284,9 @@ def test_background_modes_work_on_a_clip(clip_avatar, tmp_path):
     with VideoReader(out) as video:
         corner = next(iter(video)).image[:10, :10].reshape(-1, 3).mean(0)
     assert corner[1] > 200 and corner[0] < 60 and corner[2] < 60
+    small = pipeline.render_to_file(clip_avatar, speech, tmp_path / "blur.mp4", RenderOptions(size=160),
+                                    background=BackgroundOptions(mode="blur"))
+    assert small.size == (160, 120) and small.frames == result.frames
 
 
 def test_cli_takes_a_clip_as_the_avatar(clip_avatar, truth, tmp_path, capsys):

@@ -112,7 +112,9 @@ def _prepare(path: Path, folder: Path, fps: float, multi_face: MultiFacePolicy, 
     tmp.mkdir(parents=True)
     try:
         tracker = FaceTracker(fps, multi_face)
-        with VideoReader(path) as video, BlockWriter(tmp / "clip.mp4", size, fps) as writer:
+        turned = info.rotation in (90, 270)
+        decoded = (size[1], size[0]) if turned else size  # scaled while converted, before turning upright
+        with VideoReader(path, scale_to=decoded) as video, BlockWriter(tmp / "clip.mp4", size, fps) as writer:
             with _Background(writer.write) as store:  # encoding overlaps tracking (two cores)
                 for _, image, t in cfr_frames(video, fps, info.rotation, size):
                     store.put(image)

@@ -111,7 +111,10 @@ def probe_clip(path: str | Path) -> ClipInfo:
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """The image as displayed: ``rotation`` degrees counter-clockwise (PyAV's convention)."""
     k = int(round(rotation / 90.0)) % 4
-    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+    if not k:
+        return image
+    turn = (cv2.ROTATE_90_COUNTERCLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_CLOCKWISE)[k - 1]
+    return cv2.rotate(np.ascontiguousarray(image), turn)
 
 
 def stored_size(size: tuple[int, int], longest: int = MAX_SIDE) -> tuple[int, int]:

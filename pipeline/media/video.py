@@ -127,12 +127,14 @@ class VideoReader:
     knowingly; a second reader of the same file is independent.
     """
 
-    def __init__(self, path: str | Path, *, format: PixelFormat = "rgb24", threads: bool = True) -> None:
+    def __init__(self, path: str | Path, *, format: PixelFormat = "rgb24", threads: bool = True,
+                 scale_to: tuple[int, int] | None = None) -> None:
         if format not in ("rgb24", "rgba"):
             raise InvalidOption(f"Video frames are read as rgb24 or rgba, not {format!r}.")
         self.path = Path(path)
         self.format: PixelFormat = format
         self._threads = threads
+        self._scale_to = scale_to  # (width, height) images are scaled to as they are converted (one swscale pass)
         self._container: Any = None
         self._frames: Iterator[Any] | None = None  # decoded av frames from the current position
         self._peeked: _Raw | None = None  # look-ahead: decoded, not handed out yet
@@ -373,7 +375,11 @@ class VideoReader:
     def _image(self, raw: _Raw) -> np.ndarray:
         if raw is self._shown and self._shown_image is not None:
             return self._shown_image
-        image = raw.frame.to_ndarray(format=self.format)
+        if self._scale_to is not None:
+            w, h = self._scale_to
+            image = raw.frame.to_ndarray(format=self.format, width=w, height=h, interpolation="AREA")
+        else:
+            image = raw.frame.to_ndarray(format=self.format)
         if raw is self._shown:
             self._shown_image = image
         return image
