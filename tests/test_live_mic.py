@@ -231,6 +231,16 @@ def test_metrics_export_the_latency(client, avatar):
         frames, _ = frames_from(ws, 5)
     assert len(frames) == 5
     assert REGISTRY.get_sample_value("avatar_studio_live_mic_latency_seconds_count") >= before + 5
+    from prometheus_client.parser import text_string_to_metric_families
+
+    page = client.get("/live/mic/metrics")
+    assert page.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(page.text)}
+    assert {"avatar_studio_live_mic_latency_seconds", "avatar_studio_live_mic_frames",
+            "avatar_studio_live_mic_sessions"} <= set(families)
+    assert all(name.startswith("avatar_studio_live_mic_") for name in families)  # only the mic's own
+    count = [s.value for s in families["avatar_studio_live_mic_latency_seconds"].samples if s.name.endswith("_count")]
+    assert count and count[0] >= before + 5
 
 
 def test_two_tabs_never_mix(client, avatar, mirrored):

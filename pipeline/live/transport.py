@@ -14,6 +14,9 @@ Protocol (``/live/mic/ws/{token}``, the token from :func:`pipeline.live.mic.offe
 - server -> page, text JSON: ``{"type": "ready", "width", "height", "fps", "lookahead_ms"}``
   once, ``{"type": "stats", "latency_ms", "latency_p95_ms", "fps", "frames", "dropped"}``
   twice a second, ``{"type": "error", "code", "message"}`` before closing on a failure.
+``GET /live/mic/metrics`` serves the mic metrics (Prometheus text), ``GET /live/mic/status``
+the session counts.
+
 - server -> page, binary: a frame, :data:`pipeline.live.mic.HEADER` (kind 0 = whole
   frame, 1 = changed rectangle at x, y; index; server latency in ms; the page stamp of the
   frame's audio, echoed) followed by the JPEG (empty when nothing changed).
@@ -34,7 +37,7 @@ import threading
 import time
 
 import numpy as np
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Response, WebSocket
 from starlette.websockets import WebSocketState
 
 from pipeline.errors import PipelineError
@@ -63,7 +66,26 @@ def router() -> APIRouter:
 
         return {"mic_sessions": mic.active_sessions(), "live_sessions": LIMITER.active, "limit": LIMITER.limit}
 
+    @r.get("/metrics")
+    async def mic_metrics() -> Response:
+        """The mic avatar's Prometheus metrics (latency histogram, frames, sessions)."""
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+        names = {"avatar_studio_live_mic_latency_seconds", "avatar_studio_live_mic_frames",
+                 "avatar_studio_live_mic_sessions"}
+        return Response(generate_latest(_Only(REGISTRY, names)), media_type=CONTENT_TYPE_LATEST)
+
     return r
+
+
+class _Only:
+    """A view of a registry with only the named metric families (for generate_latest)."""
+
+    def __init__(self, registry, names: set[str]) -> None:
+        self.registry, self.names = registry, names
+
+    def collect(self):
+        return (m for m in self.registry.collect() if m.name in self.names)
 
 
 async def serve(ws: WebSocket, token: str) -> None:
