@@ -82,8 +82,8 @@ def jobs_tab(ctx: Any) -> None:
                     "Queued and running jobs resume after a restart. Click a row to pick a job.")
         with gr.Row():
             state = gr.Dropdown(STATE_FILTERS, value="all", label="Show", scale=1)
-            summary = gr.Markdown(elem_classes="status")
-        table = gr.Dataframe(headers=JOB_COLUMNS, value=[], interactive=False, wrap=True, label="Jobs")
+            summary = gr.Markdown(jobs_summary, elem_classes="status")  # callables: read on every page load
+        table = gr.Dataframe(job_rows, headers=JOB_COLUMNS, interactive=False, wrap=True, label="Jobs")
         with gr.Row():
             job_id = gr.Textbox(label="Job id", scale=3)
             download = gr.Button("Download", scale=1)
