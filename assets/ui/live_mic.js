@@ -90,7 +90,11 @@ registerProcessor("avatar-mic", AvatarMic);`;
       video: false,
     });
     M.pending.catch(() => {});
-    try { M.ac = new AudioContext({ sampleRate: 16000 }); } catch (e) { M.ac = new AudioContext(); }
+    // a 16 kHz context lets the browser resample; window.avatarLiveMicNativeRate keeps the device's rate
+    // (the worklet then decimates), as Firefox needs
+    try {
+      M.ac = window.avatarLiveMicNativeRate ? new AudioContext() : new AudioContext({ sampleRate: 16000 });
+    } catch (e) { M.ac = new AudioContext(); }
     M.ac.resume().catch(() => {});
   };
 
@@ -105,6 +109,14 @@ registerProcessor("avatar-mic", AvatarMic);`;
       return [];
     }
     M.stream = stream;
+    let source;
+    try {
+      source = M.ac.createMediaStreamSource(stream);
+    } catch (err) {  // Firefox: a 16 kHz context cannot take a 48 kHz microphone; resample in the worklet
+      try { M.ac.close(); } catch (e) {}
+      M.ac = new AudioContext();
+      source = M.ac.createMediaStreamSource(stream);
+    }
     const ac = M.ac;
     const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
     await ac.audioWorklet.addModule(url);
@@ -112,7 +124,7 @@ registerProcessor("avatar-mic", AvatarMic);`;
     M.node = node;
     const mute = ac.createGain();
     mute.gain.value = 0;  // the worklet must be pulled by the graph, but nothing is heard
-    ac.createMediaStreamSource(stream).connect(node);
+    source.connect(node);
     node.connect(mute).connect(ac.destination);
     await ac.resume().catch(() => {});
 
