@@ -10,7 +10,8 @@ opened (face found, voice, engine and encoders loaded by a one-word stream):
 - steady state: seconds of video rendered and written per second of wall-clock time
   after the first chunk, over the whole 3-minute script, and the frame count against
   round(audio duration * fps);
-- cold: the first chunk in a fresh process with nothing warmed (face, voice, engine).
+- cold: the first chunk in a fresh process with nothing warmed (face, voice, engine);
+- recording: the first chunk of a 60 s recording without transcript (timed per segment);
 With ``--browser``: the studio is started (``launch.py`` on a free loopback port) and a
 headless Chromium (/usr/bin/chromium, Playwright) opens the Live tab, clicks Speak for
 one sentence and for the 3-minute script, and reports the time from the click to the
@@ -78,6 +79,24 @@ def one(avatar, text: str, size: int, whole: bool) -> dict:
                 frames_expected=round(preview.session.speech.duration * 25),
             )
         return out
+
+
+def recording_first(avatar, size: int, seconds: float) -> float:
+    """First chunk of a recording (the long script spoken, written as WAV), timed per segment."""
+    import pipeline
+    from pipeline.export.wav import write_wav
+    from pipeline.options import RenderOptions
+
+    with tempfile.TemporaryDirectory() as folder:
+        wav = Path(folder) / "speech.wav"
+        write_wav(pipeline.synthesize(script(seconds)).audio, wav)
+        t0 = time.perf_counter()
+        preview = pipeline.stream_preview(avatar, pipeline.live_recording_parts(wav), Path(folder) / "out",
+                                          RenderOptions(size=size), started=t0)
+        for _ in preview:
+            break
+        preview.wait()
+        return preview.stats.first_chunk or 0.0
 
 
 def cold(size: int) -> float:
@@ -209,6 +228,7 @@ def main() -> None:
     long_first = [one(avatar, long, args.size, whole=False)["first_chunk_ms"] for _ in range(args.repeat)]
     whole = one(avatar, long, args.size, whole=True)
     colds = [round(cold(args.size) * 1000, 1) for _ in range(max(1, args.repeat // 2))]
+    recs = [round(recording_first(avatar, args.size, 60.0) * 1000, 1) for _ in range(max(1, args.repeat // 2))]
     print(json.dumps({
         "size": args.size, "cores": os.cpu_count(), "load_avg": os.getloadavg(),
         "first_chunk_ms_one_sentence": {"median": statistics.median(short_runs), "runs": short_runs},
@@ -216,6 +236,7 @@ def main() -> None:
                                        "script_chars": len(long)},
         "long_script_whole_stream": whole,
         "cold_process_first_chunk_ms": {"median": statistics.median(colds), "runs": colds},
+        "first_chunk_ms_recording_60s_no_transcript": {"median": statistics.median(recs), "runs": recs},
     }, indent=2))
 
 

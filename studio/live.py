@@ -140,6 +140,7 @@ class LiveHandlers:
                         f"**Streaming {what}**: {st.audio_s:.1f} s rendered · first chunk after "
                         f"{(st.first_chunk or 0) * 1000:.0f} ms · {st.speed:.1f}× real time"
                     ), avatar
+                    path.unlink(missing_ok=True)  # Gradio has read it into its own stream by now
                 yield gr.skip(), (
                     f"**Done**: {st.audio_s:.1f} s of {what} in {st.chunks} chunks · first chunk after "
                     f"{(st.first_chunk or 0) * 1000:.0f} ms · rendered at {st.speed:.1f}× real time"

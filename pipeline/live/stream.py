@@ -31,7 +31,7 @@ from pipeline.types import Avatar, Speech
 FIRST_S = 0.5  # the first chunk: short, so playback starts soon
 CHUNK_S = 1.0  # the others
 AHEAD = 2  # speech parts made ahead of the render
-CHUNKS_AHEAD = 4  # chunks rendered ahead of the consumer (it gets the CPU for its own work on them)
+CHUNKS_AHEAD = 3  # chunks rendered ahead of the consumer (it gets the CPU for its own work on them)
 
 
 def text_parts(text: str, opts: VoiceOptions = VoiceOptions()) -> Iterator[Speech]:
