@@ -431,6 +431,11 @@ def test_bad_query_and_path_values(client):
     assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_option"
     assert_error(client.delete("/api/v1/renders/" + "0" * 32, headers=AUTH), 404, "not_found")
     assert_error(client.get("/api/v1/voices", params={"language": "../x"}, headers=AUTH), 422, "invalid_option")
+    assert_error(client.get("/api/v1/renderz", headers=AUTH), 404, "not_found")
+    assert_error(client.get("/api/v1/renderz"), 401, "unauthorized")  # no route listing without the key
+    wrong = client.put("/api/v1/renders", headers=AUTH)
+    assert_error(wrong, 405, "method_not_allowed")
+    assert wrong.headers["allow"] == "GET, POST"
 
 
 # ---------------------------------------------------------------------------- jobs, video, metrics, docs

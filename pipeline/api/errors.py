@@ -46,6 +46,7 @@ API_CODES = {
     "payload_too_large": "the upload is over the size limit (--max-upload-mb)",
     "unsupported_content_type": "the body is not multipart/form-data",
     "url_inputs_off": "inputs given as URLs are not accepted; upload the file",
+    "method_not_allowed": "the route exists, with other methods (see the Allow header)",
     "not_ready": "the render has no output (yet): see its state",
     "jobs_unavailable": "the job system is not running in this process",
     "internal": "a bug: the server failed on a request it should have handled",

@@ -187,6 +187,18 @@ def build_router(settings: ApiSettings, jobs: Callable[[], Any]) -> APIRouter:
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    known = list(api.routes)
+
+    @api.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+                   dependencies=auth, include_in_schema=False)
+    def unknown_route(request: Request, rest: str) -> Response:
+        """Anything else under /api/v1: the API's own error shape (not the UI's 404 page)."""
+        allowed = sorted({m for r in known if r.path_regex.match(request.url.path) for m in r.methods})
+        if allowed:
+            raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}; "
+                           f"use {', '.join(allowed)}.", {"Allow": ", ".join(allowed)})
+        raise ApiError(404, "not_found", f"There is no API route {request.url.path}; see {PREFIX}/docs.")
+
     return api
 
 
