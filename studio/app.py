@@ -79,8 +79,9 @@ def avatar_tab(ctx: StudioContext) -> None:
                     image_mode=None,
                     height=420,
                 )
-                clip = gr.Video(label="…or a presenter clip (2–60 s: upload or record)", sources=["upload", "webcam"],
-                                height=200)
+                clip = gr.Video(
+                    label="…or a presenter clip (2–60 s: upload or record)", sources=["upload", "webcam"], height=200
+                )
                 detect = gr.Button("Detect face", variant="primary")
             with gr.Column():
                 still = gr.Image(label="Detected face", interactive=False, format="png", height=420)
@@ -94,7 +95,8 @@ def avatar_tab(ctx: StudioContext) -> None:
     )
     # a clip becomes the session's avatar (renders use it until another photo is chosen)
     clip.change(
-        ctx.handlers.clip_changed, [clip, photo, ctx.avatar], outputs, api_visibility="private", show_progress_on=[still]
+        ctx.handlers.clip_changed, [clip, photo, ctx.avatar], outputs, api_visibility="private",
+        show_progress_on=[still],
     )
     ctx.inputs["photo"] = photo
 
@@ -320,8 +322,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, extra
         css=CSS,
         footer_links=["api", "settings"],
         prevent_thread_lock=True,
+        app_kwargs=server.app_kwargs(config),  # the routers' routes exist from the first request on
     )
-    server.include(demo.app, config)
     try:
         demo.block_thread()
     finally:
