@@ -288,9 +288,10 @@ def test_stop_message_and_stop_by_owner_end_the_session(client, avatar):
         assert kinds[-1] == "websocket.close"
 
 
-def test_a_backlog_merges_into_one_frame_that_brings_the_page_up_to_date(avatar):
+def test_a_backlog_merges_into_one_frame_that_brings_the_page_up_to_date(avatar, monkeypatch):
     from pipeline.live import mic
 
+    monkeypatch.setattr(mic, "LATE_S", 1e9)  # render every frame, however long this machine takes
     session = mic.MicSession(avatar, mic.MicOptions(jpeg_quality=95))
     try:
         x = np.concatenate([noise(0.3), vowel(0.5), noise(0.3)])
@@ -308,6 +309,23 @@ def test_a_backlog_merges_into_one_frame_that_brings_the_page_up_to_date(avatar)
         target = backlog[-1].image
         assert np.abs(frames[0].image.astype(float) - target).mean() > 0.05  # the mouth did move
         assert np.abs(page - target).mean() <= noise_floor + 0.2  # the page now shows the last frame
+    finally:
+        session.close()
+
+
+def test_a_stalled_session_skips_late_frames_and_catches_up(avatar):
+    from pipeline.live import mic
+
+    session = mic.MicSession(avatar)
+    try:
+        x = (np.concatenate([noise(0.3), vowel(0.5)]) * 32767).astype(np.int16)
+        long_ago = time.perf_counter() - 1.0  # as if these blocks had waited a second in the queue
+        blocks = [(x[i : i + 320], long_ago, 0.0) for i in range(0, len(x), 320)]
+        frames = session.feed_blocks(blocks)
+        assert len(frames) == 1 and session.skipped == session.visemes.frames_out - 1 >= 15
+        assert frames[0].index == session.visemes.frames_out - 1  # only the newest is rendered
+        fresh = session.feed_blocks([(x[:640], time.perf_counter(), 0.0)])
+        assert len(fresh) == session.visemes.frames_out - 1 - frames[0].index  # on time again: all rendered
     finally:
         session.close()
 

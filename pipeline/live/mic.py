@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SR = 16000  # the rate the page sends (mono int16)
 OFFER_TTL_S = 30.0  # an offer not claimed by a connection within this long is dropped
 STATS_WINDOW_S = 2.0  # latency and fps are reported over this much recent time
+LATE_S = 0.2  # a frame whose audio arrived this long ago is skipped when a newer one is ready
 
 
 class SessionNotFound(PipelineError):
@@ -160,6 +161,7 @@ class MicSession:
         self.fps = float(timing.fps_fraction(opts.fps))
         self.blinks = self._blink_cycle()
         self.stats = MicStats()
+        self.skipped = 0  # frames not rendered because the machine fell behind (see feed_blocks)
         self._arrivals: deque[tuple[int, float, float]] = deque()  # (end sample, arrived, client time)
         self._samples = 0
         self._last: np.ndarray | None = None
@@ -183,19 +185,33 @@ class MicSession:
     def feed(self, pcm: np.ndarray, arrived: float, client_time: float = 0.0) -> list[MicFrame]:
         """Add 16 kHz mono samples (float32 in [-1, 1], or int16) that arrived at ``arrived``
         (``time.perf_counter()``); return the frames that became ready, rendered."""
-        self.cancel.check()
-        x = np.asarray(pcm)
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
-        self._samples += len(x)
-        self._arrivals.append((self._samples, arrived, client_time))
-        poses = self.visemes.push(x)
-        first = self.visemes.frames_out - len(poses)
-        out = []
-        for i, pose in enumerate(poses):
+        return self.feed_blocks([(pcm, arrived, client_time)])
+
+    def feed_blocks(self, blocks: list[tuple[np.ndarray, float, float]]) -> list[MicFrame]:
+        """:meth:`feed` for several blocks at once (what queued up while the last ones were
+        rendered). Every block goes through the viseme estimator; a frame whose audio is
+        already :data:`LATE_S` old when its turn comes is skipped when a newer one is ready
+        (counted in ``skipped``), so a stalled machine catches up instead of lagging on."""
+        poses: list[tuple[int, np.ndarray]] = []
+        for pcm, arrived, client_time in blocks:
             self.cancel.check()
-            frame = self._frame(first + i, pose)
-            frame.arrived, frame.client_time = self._arrival(first + i)
+            x = np.asarray(pcm)
+            if x.dtype == np.int16:
+                x = x.astype(np.float32) / 32768.0
+            self._samples += len(x)
+            self._arrivals.append((self._samples, arrived, client_time))
+            new = self.visemes.push(x)
+            first = self.visemes.frames_out - len(new)
+            poses += [(first + i, pose) for i, pose in enumerate(new)]
+        out = []
+        for j, (k, pose) in enumerate(poses):
+            self.cancel.check()
+            arrived, client_time = self._arrival(k)
+            if j < len(poses) - 1 and time.perf_counter() - arrived > LATE_S:
+                self.skipped += 1
+                continue
+            frame = self._frame(k, pose)
+            frame.arrived, frame.client_time = arrived, client_time
             out.append(frame)
         return out
 

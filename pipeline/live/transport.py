@@ -13,7 +13,9 @@ Protocol (``/live/mic/ws/{token}``, the token from :func:`pipeline.live.mic.offe
   ends the session.
 - server -> page, text JSON: ``{"type": "ready", "width", "height", "fps", "lookahead_ms"}``
   once, ``{"type": "stats", "latency_ms", "latency_p95_ms", "fps", "frames", "dropped"}``
-  twice a second, ``{"type": "error", "code", "message"}`` before closing on a failure.
+  twice a second (``dropped``: frames skipped or merged because the machine or the link fell
+  behind), ``{"type": "error", "code", "message"}`` before closing on a failure.
+
 ``GET /live/mic/metrics`` serves the mic metrics (Prometheus text), ``GET /live/mic/status``
 the session counts.
 
@@ -106,12 +108,15 @@ async def serve(ws: WebSocket, token: str) -> None:
     def work() -> None:
         try:
             while True:
-                item = inbox.get()
-                if item is None:
-                    break
-                pcm, arrived, stamp = item
-                for frame in session.feed(pcm, arrived, stamp):
+                blocks, end = [inbox.get()], False
+                while not inbox.empty():  # what queued up while the last blocks were rendered
+                    blocks.append(inbox.get_nowait())
+                if None in blocks:
+                    blocks, end = blocks[: blocks.index(None)], True
+                for frame in session.feed_blocks(blocks):
                     put(frame)
+                if end:
+                    break
         except Cancelled:
             pass
         except Exception as exc:  # noqa: BLE001 - reported to the page, then the session ends
@@ -191,7 +196,7 @@ async def _send_frames(ws: WebSocket, session: mic.MicSession, outbox: asyncio.Q
         now = time.perf_counter()
         if now - last_stats >= STATS_EVERY_S:
             last_stats = now
-            await ws.send_json({"type": "stats", **session.stats.summary(now), "dropped": dropped})
+            await ws.send_json({"type": "stats", **session.stats.summary(now), "dropped": dropped + session.skipped})
 
 
 async def _close_with(ws: WebSocket, code: str, message: str) -> None:
