@@ -116,3 +116,30 @@ def test_a_plain_text_secret_signs_with_its_bytes():
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": sig}
     assert Webhook(b"S").verify('{"a": 1}', headers) == {"a": 1}
 
+
+
+def test_a_job_cancelled_while_queued_is_reported_at_once(system):
+    from tests.test_jobs import slow_request
+
+    receiver = Receiver(fail=0)
+    try:
+        blocker = system.submit(slow_request(), name="blocker")
+        queued = system.submit(tiny_request(), name="queued", webhook_url=receiver.url)
+        assert system.cancel(queued.id).state == "cancelled"
+        receiver.wait(1, timeout=10)  # while the blocker still holds the only worker
+        assert system.get(blocker.id).state in ("queued", "running")
+        payload = Webhook(SECRET).verify(receiver.calls[0][2], receiver.calls[0][1])
+        assert payload["type"] == "render.cancelled" and payload["data"]["id"] == queued.id
+        system.cancel(blocker.id)
+        wait_for(system, blocker.id)
+        wait_for(system, queued.id)
+        from dbos import DBOS
+
+        deadline = time.monotonic() + 30
+        while DBOS.get_workflow_status(queued.id).status != "SUCCESS" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert DBOS.get_workflow_status(queued.id).status == "SUCCESS"  # its own workflow ran to its end
+        time.sleep(0.2)
+        assert len(receiver.calls) == 1  # and sent nothing more
+    finally:
+        receiver.close()

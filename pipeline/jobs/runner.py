@@ -31,6 +31,7 @@ from pipeline.types import Avatar
 log = logging.getLogger(__name__)
 
 _AVATARS: Memo[Avatar] = Memo(8)
+CANCELLED_QUEUED = "cancelled-queued"  # the render step's answer for a job cancelled before it started
 PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
 CANCEL_POLL_S = 0.3
 
@@ -170,7 +171,9 @@ def run_render(system: Any, job_id: str) -> str:
         log.error("job %s is not in the store; nothing to render", job_id)
         return "failed"
     if job.finished:
-        return job.state  # a repeated step after the job was settled (e.g. cancelled while queued)
+        if job.state == "cancelled" and job.started_at is None:
+            return CANCELLED_QUEUED  # cancelled while queued: cancel() sent its webhook
+        return job.state  # a repeated step after the job was settled
     if job.cancel_requested:
         _finish(system, job_id, "cancelled", error={"code": "cancelled", "message": "Cancelled before it started."})
         return "cancelled"

@@ -266,8 +266,13 @@ class JobSystem:
         if job.finished:
             return job
         store.update(job_id, cancel_requested=True)
-        store.update(job_id, only_states=("queued",), state="cancelled", finished_at=time.time(),
-                     message="Cancelled", error={"code": "cancelled", "message": "Cancelled before it started."})
+        settled = store.update(job_id, only_states=("queued",), state="cancelled", finished_at=time.time(),
+                               message="Cancelled", error={"code": "cancelled", "message": "Cancelled before it started."})
+        if settled and job.webhook_url:  # now, not when the queue reaches the job
+            from dbos import DBOS, SetWorkflowID
+
+            with SetWorkflowID(f"{job_id}-cancelled"):
+                DBOS.start_workflow(workflow.notify_job, job_id, "cancelled")
         return self.get(job_id) or job
 
     def output_path(self, job_id: str) -> Path | None:

@@ -70,11 +70,26 @@ def webhook_gave_up_step(job_id: str, error: str) -> None:
 
 @DBOS.workflow(name=WORKFLOW)
 def render_job(job_id: str) -> str:
+    from pipeline.jobs.runner import CANCELLED_QUEUED
+
     state = render_step(job_id)
+    if state == CANCELLED_QUEUED:
+        return "cancelled"  # its webhook went out from notify_job when it was cancelled
+    _notify(job_id, state)
+    return state
+
+
+@DBOS.workflow(name="avatar_studio.notify_job")
+def notify_job(job_id: str, state: str) -> None:
+    """The webhook of a job settled outside its render workflow (cancelled while queued)."""
+    _notify(job_id, state)
+
+
+def _notify(job_id: str, state: str) -> None:
+    """The webhook step (inside a workflow), when the job has a webhook_url."""
     job = system().store.get(job_id)
     if job is not None and job.webhook_url and state in webhooks.EVENTS:
         try:
             webhook_step(job_id, job.webhook_url, state)
         except Exception as exc:  # noqa: BLE001 - the render stands; the failed delivery is recorded
             webhook_gave_up_step(job_id, f"{type(exc).__name__}: {exc}")
-    return state
