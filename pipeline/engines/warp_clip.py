@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 MOUTH_CHANNELS = ("jaw", "gap", "teeth", "spread", "round", "press", "tongue", "smile")
 MASK_TOP = 0.05  # mask top edge below the subnasale, mouth widths
-MASK_DROP = 0.7  # how far below the chin the mask reaches (covers the source's jaw travel), mouth widths
+MASK_DROP = (0.4, 0.8)  # how far below the chin the mask reaches, mouth widths: the source's own jaw travel
+JAW_GAIN, JAW_MARGIN = 1.5, 0.35  # ... times this plus this (FaceMesh's chin point under-reads a dropping jaw),
+# within these bounds (the less of the neck the better: it moves with the body, not the head)
 MASK_INSET = 0.92  # the mask's sides at this share of the jaw's half width (stays on the face)
 FEATHER = 0.07  # mask feather (Gaussian sigma), mouth widths
 GAIN_LIMIT = 0.15  # colour match: at most +-15 % per channel
@@ -125,7 +127,17 @@ def _steady(affines: np.ndarray, rect: tuple[int, int, int, int], times: np.ndar
     return np.stack([cv2.getAffineTransform(src, p.astype(np.float32)) for p in pts]).astype(np.float32)
 
 
-def _mask(lm: np.ndarray, rig, shape: tuple[int, int]) -> np.ndarray:
+def jaw_travel(raw: np.ndarray, affines: np.ndarray, ref_chin: np.ndarray, down: np.ndarray, W: float) -> float:
+    """How far the source's own chin drops below the reference's (98th percentile over the clip,
+    mouth widths), each frame's chin taken back into the reference by its map."""
+    lin, t = affines[:, :, :2].astype(np.float64), affines[:, :, 2].astype(np.float64)
+    chin = raw[:, 152, :2].astype(np.float64) - t
+    back = np.einsum("tij,tj->ti", np.linalg.inv(lin), chin)
+    drops = (back - ref_chin) @ down / max(W, 1.0)
+    return float(np.percentile(drops, 98)) if len(drops) else 0.0
+
+
+def _mask(lm: np.ndarray, rig, shape: tuple[int, int], drop: float = MASK_DROP[0]) -> np.ndarray:
     """The lower face the reference supplies: from just under the nose to past the chin,
     inside the jaw line, feathered (full image size, float32)."""
     fr = rig.field.frame
@@ -141,7 +153,7 @@ def _mask(lm: np.ndarray, rig, shape: tuple[int, int]) -> np.ndarray:
         if v < top:
             continue
         w = max(0.0, 1.0 - abs(u - chin_u) / half) ** 1.5
-        pts.append((chin_u + MASK_INSET * (u - chin_u), v + MASK_DROP * W * w))
+        pts.append((chin_u + MASK_INSET * (u - chin_u), v + drop * W * w))
     order = np.argsort([p[0] for p in pts])
     pts = [pts[i] for i in order]
     left = min(jaw[:, 0]) * MASK_INSET
@@ -206,7 +218,11 @@ def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
     ref_idx = int(manifest["reference"])
     track = raw[:, list(STABLE), :2] * np.float32(s)
     affines = _affines(track[ref_idx], track)  # the reference frame maps onto itself
-    mask_full = _mask(lm, mouth, image.shape[:2])
+    travel = jaw_travel(raw * np.float32(s), affines, lm[152, :2].astype(np.float64),
+                        np.asarray(mouth.field.frame.ey, np.float64), mouth.W)
+    drop = float(np.clip(JAW_GAIN * travel + JAW_MARGIN, *MASK_DROP))
+    log.debug("source jaw travel %.2f W: mask reaches %.2f W below the chin", travel, drop)
+    mask_full = _mask(lm, mouth, image.shape[:2], drop)
     ys, xs = np.nonzero(mask_full > 1.0 / 255)
     if len(ys):  # the rectangle the reference supplies (the mouth region and the neck below it)
         x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
