@@ -217,7 +217,7 @@ class FaceTracker:
         w0 = max(self._width, 1.0)
         best = min(found, key=lambda f: float(np.linalg.norm(f[:, :2].mean(0) - c0)))
         w = float(np.ptp(best[:, 0]))
-        near = np.linalg.norm(best[:, :2].mean(0) - c0) <= MAX_SHIFT * w0 * (1 + self._lost / 4)
+        near = np.linalg.norm(best[:, :2].mean(0) - c0) <= MAX_SHIFT * w0 * min(1 + self._lost / 4, 2.5)
         if not near or not 1 / SIZE_RATIO <= w / w0 <= SIZE_RATIO:
             return None
         return best.astype(np.float32)
