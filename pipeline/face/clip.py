@@ -44,7 +44,7 @@ from pipeline.types import Avatar, Clip, FaceInfo
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AVATAR_STUDIO_CACHE"
-VERSION = 3  # of the prepared clip's layout and method; a change prepares every clip again
+VERSION = 4  # of the prepared clip's layout and method; a change prepares every clip again
 MANIFEST = "manifest.json"
 
 
@@ -83,14 +83,16 @@ def open_frames(clip: Clip) -> BlockReader:
 
 
 def _reference(landmarks: np.ndarray, found: np.ndarray) -> int:
-    """The frame with the most closed mouth and the most frontal head (of the detected ones)."""
-    best, score = 0, np.inf
-    for i in np.flatnonzero(found) if found.any() else range(len(landmarks)):
-        yaw, pitch, _ = head_pose(landmarks[i])
-        s = mouth_gap_ratio(landmarks[i]) + 0.004 * (abs(yaw) + 0.5 * abs(pitch))
-        if s < score:
-            best, score = int(i), s
-    return best
+    """The frame whose mouth is closed (or the most closed) with the head nearest its usual pose
+    in the clip (the reference's lower face is carried onto every frame: the nearer each one's
+    pose, the less it bends), of the frames where the face was detected."""
+    frames = np.flatnonzero(found) if found.any() else np.arange(len(landmarks))
+    poses = np.array([head_pose(landmarks[i])[:2] for i in frames])  # yaw, pitch
+    usual = np.median(poses, axis=0)
+    gaps = np.array([mouth_gap_ratio(landmarks[i]) for i in frames])
+    off = np.abs(poses - usual) @ np.array([1.0, 0.5])
+    score = np.maximum(gaps, 0.02) + 0.004 * off  # closed lips read < 0.02: then the pose decides
+    return int(frames[int(np.argmin(score))])
 
 
 def _load(folder: Path, params: dict[str, Any]) -> dict[str, Any] | None:
