@@ -44,7 +44,7 @@ from pipeline.types import Avatar, Clip, FaceInfo
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AVATAR_STUDIO_CACHE"
-VERSION = 4  # of the prepared clip's layout and method; a change prepares every clip again
+VERSION = 5  # of the prepared clip's layout and method; a change prepares every clip again
 MANIFEST = "manifest.json"
 
 
@@ -91,7 +91,7 @@ def _reference(landmarks: np.ndarray, found: np.ndarray) -> int:
     usual = np.median(poses, axis=0)
     gaps = np.array([mouth_gap_ratio(landmarks[i]) for i in frames])
     off = np.abs(poses - usual) @ np.array([1.0, 0.5])
-    score = np.maximum(gaps, 0.02) + 0.004 * off  # closed lips read < 0.02: then the pose decides
+    score = np.maximum(gaps, 0.008) + 0.002 * off  # lips read closed (< 0.008): then the pose decides
     return int(frames[int(np.argmin(score))])
 
 
