@@ -108,7 +108,17 @@ class LiveHandlers:
             raise gr.Error(str(exc), print_exception=False) from exc
         if background.mode == "transparent":  # an MP4 preview has no alpha: show it over the colour
             background = dataclasses.replace(background, mode="color")
-        return background
+        # the preview size is the output's longest side: a 720p / 1080p / 4K frame is previewed smaller
+        return dataclasses.replace(background, resolution="source")
+
+    @staticmethod
+    def _render_opts(size: Any, background: BackgroundOptions) -> RenderOptions:
+        """The preview's render options: the output's longest side is ``size`` (a 9:16 or
+        16:9 frame holds the photo at 9/16 of it)."""
+        longest = int(size or DEFAULT_SIZE)
+        if background.composites and background.framing in ("portrait", "landscape"):
+            longest = int(round(longest * 9 / 16))
+        return RenderOptions(size=longest)
 
     def _stream(
         self,
@@ -129,7 +139,7 @@ class LiveHandlers:
                 slot = pipeline.LIVE_LIMITER.acquire("preview", _session(request))
                 background = self._background(bg)
                 avatar = self.handlers._avatar(image, avatar_state)
-                opts = RenderOptions(size=int(size or DEFAULT_SIZE))
+                opts = self._render_opts(size, background)
                 folder = new_render_dir(self.root)
                 preview = pipeline.stream_preview(
                     avatar.value, parts(), folder, opts, background, cancel=token, started=t0
@@ -181,15 +191,18 @@ class LiveHandlers:
         yield from self._stream(request, image, avatar_state, size, bg,
                                 lambda: pipeline.live_recording_parts(audio, text, "auto", lang), "the recording")
 
-    def warm(self, image: str | None, avatar_state: Cached | None, voice: str | None, size: Any):
-        """When the tab opens: find the face and load the voice, engine and encoders once
-        (a one-word stream into a scratch folder), so the first Speak starts at once."""
+    def warm(self, image: str | None, avatar_state: Cached | None, voice: str | None, size: Any,
+             bg: dict[str, Any] | None = None):
+        """When the tab opens: find the face and load the voice, engine, encoders and (for a
+        new background) the person matte once, by a one-word stream into a scratch folder,
+        so the first Speak starts at once."""
         try:
             avatar = self.handlers._avatar(image, avatar_state)
             opts = VoiceOptions(voice=str(voice)) if voice else VoiceOptions()
+            background = self._background(bg or {})
             with tempfile.TemporaryDirectory() as scratch:
                 for _ in pipeline.stream_preview(avatar.value, pipeline.live_text_parts("Hi.", opts), scratch,
-                                                 RenderOptions(size=int(size or DEFAULT_SIZE))):
+                                                 self._render_opts(size, background), background):
                     pass
             return avatar
         except (PipelineError, gr.Error) as exc:  # Speak reports it
@@ -249,5 +262,9 @@ def live_tab(ctx: StudioContext) -> None:
     root = gr.context.Context.root_block  # the Blocks being built: stop a closed tab's stream
     if root is not None:
         root.unload(live.unload)
-    tab.select(live.warm, [i["photo"], ctx.avatar, i["voice"], size], ctx.avatar, api_visibility="private",
-               concurrency_limit=None, show_progress="hidden")
+
+    def on_open(data: dict):
+        return live.warm(data[i["photo"]], data[ctx.avatar], data[i["voice"]], data[size], bg_values(data))
+
+    tab.select(on_open, {i["voice"], *common}, ctx.avatar, api_visibility="private", concurrency_limit=None,
+               show_progress="hidden")

@@ -230,7 +230,7 @@ def test_sentence_parts_join_to_the_whole_script():
     assert all(p.phonemes and p.phonemes[-1].end <= p.duration + 1e-6 for p in parts)
     long = "This first sentence goes on for a while, with a comma, another comma, and it keeps going on and on. Next."
     spans = sentence_pieces(long)
-    assert spans[0][1] - spans[0][0] <= 90 and long[spans[-1][0]:spans[-1][1]] == "Next."
+    assert spans[0][1] - spans[0][0] <= 48 and long[spans[-1][0]:spans[-1][1]] == "Next."
 
 
 def test_recording_parts_cover_the_recording_exactly():

@@ -30,8 +30,10 @@ from pipeline.types import AudioClip, Phoneme, Speech
 
 log = logging.getLogger(__name__)
 
-FIRST_CHARS = 90  # longest first part (characters): a long first sentence is cut at a clause
+FIRST_CHARS = 48  # longest first part (characters): a long first sentence is cut at a clause (TTS time
+# grows with the length; ~50 characters are ~2.5 s of speech, said in ~0.1 s on a quiet 2-core machine)
 PART_CHARS = 240  # longest later part
+CLAUSE_GAP_S = 0.08  # silence where a sentence was cut into two parts (a sentence pause is longer)
 
 
 def _part(audio: np.ndarray, rate: int, phones: tuple[Phoneme, ...] | None, lead: float, text: str,
@@ -52,17 +54,19 @@ def _part(audio: np.ndarray, rate: int, phones: tuple[Phoneme, ...] | None, lead
 def sentence_pieces(text: str, first_chars: int = FIRST_CHARS, part_chars: int = PART_CHARS) -> list[tuple[int, int]]:
     """(start, end) of the parts of one stretch of text: sentences, the first at most
     ``first_chars`` long, the others at most ``part_chars`` (cut at clauses or spaces)."""
+    return [(a, b) for a, b, _ in _pieces(text, first_chars, part_chars)]
+
+
+def _pieces(text: str, first_chars: int, part_chars: int) -> list[tuple[int, int, bool]]:
+    """(start, end, ends a sentence) of each part of ``text``."""
     from pipeline.speech import text as txt
 
-    out: list[tuple[int, int]] = []
+    out: list[tuple[int, int, bool]] = []
     for a, b in txt.sentence_spans(text):
-        limit = first_chars if not out else part_chars
-        spans = txt._split_long(text, a, b, limit)
+        spans = txt._split_long(text, a, b, first_chars if not out else part_chars)
         if not out and len(spans) > 1:  # only the first piece need be short
-            out.append(spans[0])
-            out.extend(txt._split_long(text, spans[1][0], b, part_chars))
-        else:
-            out.extend(spans)
+            spans = spans[:1] + txt._split_long(text, spans[1][0], b, part_chars)
+        out.extend((s, e, i == len(spans) - 1) for i, (s, e) in enumerate(spans))
     return out
 
 
@@ -81,22 +85,22 @@ def speak_parts(text: str, opts: VoiceOptions = VoiceOptions(), first_chars: int
     def parts() -> Iterator[Speech]:
         rate = 0
         lead = 0.0  # silence owed before the next part
-        spoken = False  # a sentence was said before (the next one waits the sentence pause)
+        spoken: bool | None = None  # what was said last: a whole sentence (True), a cut one (False)
         for piece in script.pieces:
             if piece.pause:
                 lead += piece.pause
-                spoken = False
+                spoken = None
                 continue
             said, _ = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
-            for a, b in sentence_pieces(said, first_chars if not rate else PART_CHARS):
-                if spoken:
-                    lead += eng.sentence_gap(opts.speed)
+            for a, b, ends in _pieces(said, first_chars if not rate else PART_CHARS, PART_CHARS):
+                if spoken is not None:
+                    lead += eng.sentence_gap(opts.speed) if spoken else CLAUSE_GAP_S / max(0.25, opts.speed)
                 chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
                 if rate and chunk.rate != rate:
                     raise ModelUnavailable(f"Voice {voice.id} returned audio at several sample rates.")
                 rate = chunk.rate
                 yield _part(chunk.audio, rate, chunk.phonemes, lead, said[a:b], voice.engine, voice.language)
-                lead, spoken = 0.0, True
+                lead, spoken = 0.0, ends
         if lead > 0 and rate:  # a pause mark at the very end
             yield _part(np.zeros(0, np.float32), rate, (), lead, "", voice.engine, voice.language)
 
