@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 FIRST_CHARS = 48  # longest first part (characters): a long first sentence is cut at a clause (TTS time
 # grows with the length; ~50 characters are ~2.5 s of speech, said in ~0.1 s on a quiet 2-core machine)
+SECOND_CHARS = 100  # longest second part (the second chunk waits for it)
 PART_CHARS = 240  # longest later part
 CLAUSE_GAP_S = 0.08  # silence where a sentence was cut into two parts (a sentence pause is longer)
 
@@ -53,20 +54,26 @@ def _part(audio: np.ndarray, rate: int, phones: tuple[Phoneme, ...] | None, lead
 
 def sentence_pieces(text: str, first_chars: int = FIRST_CHARS, part_chars: int = PART_CHARS) -> list[tuple[int, int]]:
     """(start, end) of the parts of one stretch of text: sentences, the first at most
-    ``first_chars`` long, the others at most ``part_chars`` (cut at clauses or spaces)."""
-    return [(a, b) for a, b, _ in _pieces(text, first_chars, part_chars)]
+    ``first_chars`` long and the second at most ``SECOND_CHARS``, the others at most
+    ``part_chars`` (cut at clauses, else at spaces)."""
+    return [(a, b) for a, b, _ in _pieces(text, (first_chars, SECOND_CHARS), part_chars)]
 
 
-def _pieces(text: str, first_chars: int, part_chars: int) -> list[tuple[int, int, bool]]:
-    """(start, end, ends a sentence) of each part of ``text``."""
+def _pieces(text: str, limits: tuple[int, ...], part_chars: int) -> list[tuple[int, int, bool]]:
+    """(start, end, ends a sentence) of each part of ``text``; part ``k`` is at most
+    ``limits[k]`` characters (``part_chars`` past them)."""
     from pipeline.speech import text as txt
 
     out: list[tuple[int, int, bool]] = []
     for a, b in txt.sentence_spans(text):
-        spans = txt._split_long(text, a, b, first_chars if not out else part_chars)
-        if not out and len(spans) > 1:  # only the first piece need be short
-            spans = spans[:1] + txt._split_long(text, spans[1][0], b, part_chars)
-        out.extend((s, e, i == len(spans) - 1) for i, (s, e) in enumerate(spans))
+        while a < b:
+            limit = limits[len(out)] if len(out) < len(limits) else part_chars
+            if b - a <= limit:
+                out.append((a, b, True))
+                break
+            s, e = txt._split_long(text, a, b, limit)[0]
+            out.append((s, e, False))
+            a = txt._strip(text, e, b)[0]
     return out
 
 
@@ -92,7 +99,8 @@ def speak_parts(text: str, opts: VoiceOptions = VoiceOptions(), first_chars: int
                 spoken = None
                 continue
             said, _ = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
-            for a, b, ends in _pieces(said, first_chars if not rate else PART_CHARS, PART_CHARS):
+            limits = (first_chars, SECOND_CHARS) if not rate else ()
+            for a, b, ends in _pieces(said, limits, PART_CHARS):
                 if spoken is not None:
                     lead += eng.sentence_gap(opts.speed) if spoken else CLAUSE_GAP_S / max(0.25, opts.speed)
                 chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
