@@ -2,6 +2,7 @@
 prepared clip at 720p next to x264 encode-only of the same frames in the same run.
 
     python bench/video_avatar.py [--seconds 10] [--speech 10] [--repeat 3] [--preset veryfast]
+    python bench/video_avatar.py --lipsync      # rendered lip sync on 4 synthetic clips (sizes, motion, rotation)
 
 The clip is synthetic (tests/test_video_avatar_fixtures.py: the sample photo with a moving
 mouth, swaying, written at a variable frame rate, ~30 fps on average). Reports medians over
@@ -35,14 +36,50 @@ from render_speed import speech_of  # noqa: E402
 from test_video_avatar_fixtures import make_clip  # noqa: E402
 
 
+LIPSYNC_TEXT = "Peter bought a bamboo map for Bob. Mum made plum pie, and Pam put maple butter on a big bun."
+LIPSYNC_CLIPS = (  # seed, motion amount, rotation metadata, size, photo scale
+    (1, 1.0, 0, (320, 240), 1.3), (2, 1.5, 0, (480, 360), 1.6), (3, 0.5, 270, (320, 240), 1.3),
+    (4, 1.0, 0, (640, 480), 2.0),
+)
+
+
+def lipsync(tmp: Path) -> list[dict]:
+    """FaceMesh read-back of dubbed synthetic clips (their own mouths keep talking) against the
+    voice's exact phoneme times."""
+    from pipeline.options import VoiceOptions
+    from pipeline.quality.measure import mouth_track
+    from pipeline.quality.metrics import bilabial_closure, open_vowel_rate
+
+    os.environ["AVATAR_STUDIO_CACHE"] = str(tmp / "cache-lipsync")
+    speech = pipeline.synthesize(LIPSYNC_TEXT, VoiceOptions(variation=0.0))
+    rows = []
+    for seed, amount, rotation, size, scale in LIPSYNC_CLIPS:
+        clip = tmp / f"lipsync{seed}.mp4"
+        make_clip(clip, 4.0, seed=seed, amount=amount, rotation=rotation, size=size, scale=scale)
+        result = pipeline.render_to_file(pipeline.prepare_avatar(str(clip)), speech, tmp / f"dub{seed}.mp4")
+        track = mouth_track(result.path)
+        closed, opened = bilabial_closure(track, speech.phonemes), open_vowel_rate(track, speech.phonemes)
+        rows.append({"clip": f"{size[0]}x{size[1]} motion {amount:g} rotation {rotation}",
+                     "bilabials_closed": round(closed.rate, 3), "of": closed.count, "misses": list(closed.misses),
+                     "open_vowels_open": round(opened.rate, 3), "of_vowels": opened.count})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0, help="source clip length")
     ap.add_argument("--speech", type=float, default=10.0, help="speech length (longer than the clip: it loops)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--lipsync", action="store_true", help="measure rendered lip sync instead of speed")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="video-avatar-bench-"))
+    if args.lipsync:
+        try:
+            print(json.dumps(lipsync(tmp), indent=2))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     try:
         t = time.perf_counter()
         make_clip(tmp / "presenter.mp4", args.seconds, size=(1280, 720), scale=3.2, seed=1)
