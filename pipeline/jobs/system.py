@@ -30,7 +30,7 @@ from pipeline.request import RenderRequest
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S = 5.0  # how long stop() waits for running renders to unwind
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+=@,()-]{0,119}")
+NAME_RE = re.compile(r"\w[\w .+=@,()-]{0,119}")  # letters of any script, digits, a few marks; no path parts
 
 
 class QueueFull(PipelineError):
@@ -54,7 +54,7 @@ def check_name(name: str, what: str = "name") -> str:
         name = name.rsplit(".", 1)[0]
     if not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidOption(
-            f"{what} {name!r} is not a safe file name: use up to 120 letters, digits, spaces or ._+=@,()- "
+            f"{what} {name!r} is not a safe file name: use up to 120 letters, digits, spaces or _.+=@,()- "
             "(no folders, no leading dot)."
         )
     return name
