@@ -138,6 +138,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
     from studio.app import launch
 
     jobs = _job_system(args, "studio")
+    jobs.max_csv_rows = getattr(args, "max_csv_rows", None)  # the Batch tab's limit
     try:
         jobs.start()  # resumes queued and running jobs; pipeline.jobs.current() for the Jobs tab and the API
         server.SHUTDOWN.append(jobs.stop)

@@ -27,7 +27,7 @@ DOWNLOADS = Path(tempfile.gettempdir()) / "avatar-studio" / "downloads"
 STATE_FILTERS = ["all", "queued", "running", "done", "failed", "cancelled"]
 JOB_COLUMNS = ["id", "name", "state", "progress", "message", "created", "seconds", "batch", "error"]
 BATCH_COLUMNS = ["line", "name", "state", "progress", "reason", "output"]
-MAX_UI_ROWS = 500  # CSV rows one Batch-tab upload may hold
+MAX_UI_ROWS = 500  # CSV rows one Batch-tab upload may hold, unless --max-csv-rows says otherwise
 REFRESH_S = 2.0
 
 
@@ -173,7 +173,8 @@ def _start_batch(csv_path: str | None, photo: str | None, media: list[str] | Non
     system = _system()
     files = {Path(p).name: Path(p) for p in (media or [])}
     try:
-        plan = pipeline.plan_batch(csv_path, photo or None, max_rows=MAX_UI_ROWS, audio_files=files)
+        rows = getattr(system, "max_csv_rows", None) or MAX_UI_ROWS
+        plan = pipeline.plan_batch(csv_path, photo or None, max_rows=rows, audio_files=files)
         jobs = plan.submit(system)
     except PipelineError as exc:
         raise gr.Error(exc.message, print_exception=False) from exc

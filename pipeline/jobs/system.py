@@ -101,6 +101,7 @@ class JobSystem:
         self.started = False
         self.stopping = threading.Event()  # set by stop(): running renders unwind and resume next start
         self.rendering: set[str] = set()  # job ids rendering in this process now
+        self.max_csv_rows: int | None = None  # --max-csv-rows, for batches submitted in this process
 
     # ------------------------------------------------------------------ lifecycle
 
