@@ -90,7 +90,7 @@ def jobs_tab(ctx: Any) -> None:
             cancel = gr.Button("Cancel", variant="stop", scale=1)
         output = gr.File(label="Output", interactive=False, height=90)
         status = gr.Markdown(elem_classes="status")
-    timer = gr.Timer(REFRESH_S)
+        timer = gr.Timer(REFRESH_S)  # inside the tab: a component between tabs confuses the tab bar
     light = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
     refresh_args = ((lambda s: (job_rows(s), jobs_summary())), state, [table, summary])
     timer.tick(*refresh_args, **light)
@@ -159,11 +159,12 @@ def batch_tab(ctx: Any) -> None:
                 table = gr.Dataframe(headers=BATCH_COLUMNS, value=[], interactive=False, wrap=True, label="Rows")
                 results = gr.Button("Zip of the results")
                 archive = gr.File(label="Results", interactive=False, height=90)
-    plan_state = gr.State(None)  # (BatchPlan, {line: (Job, reused)})
+        plan_state = gr.State(None)  # (BatchPlan, {line: (Job, reused)})
+        timer = gr.Timer(REFRESH_S)
     light = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
     start.click(_start_batch, [csv_file, photo, media], [plan_state, status, table], api_visibility="private",
                 concurrency_limit=None)
-    gr.Timer(REFRESH_S).tick(_batch_status, plan_state, [status, table], **light)
+    timer.tick(_batch_status, plan_state, [status, table], **light)
     results.click(_batch_zip, plan_state, [archive, status], **light)
 
 

@@ -84,6 +84,9 @@ def test_jobs_tab_shows_stored_jobs_after_a_refresh(tmp_path):
                     else:
                         page.reload(wait_until="domcontentloaded")
                     page.get_by_role("tab", name="Jobs").click()
+                    time.sleep(0.5)
+                    tabs = [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
+                    assert tabs.count("Jobs") == 1 and tabs.count("Batch") == 1, tabs  # no stray tab buttons
                     for text in ("earlier-job", "a" * 32, "100%"):  # the stored job's row in the Jobs table
                         page.locator(f"text={text} >> visible=true").first.wait_for()
                     page.get_by_text("data in", exact=False).first.wait_for()
