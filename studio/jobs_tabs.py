@@ -197,13 +197,18 @@ def _batch_view(state: Any) -> tuple[str, list[list[Any]]]:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    errors = "\n".join(f"- {e}" for e in plan.errors)
+    errors = "\n".join(f"- {_plain(e)}" for e in plan.errors)
     text = f"Batch `{plan.batch_id}`: " + ", ".join(f"**{n}** {s}" for s, n in sorted(counts.items()))
     if errors:
         text += "\n\nRows that cannot render:\n" + errors
     table = [[r["line"], r["name"], r["state"], progress.get(r["line"], ""), r["reason"], Path(r["output"]).name
               if r["output"] else ""] for r in rows]
     return text, table
+
+
+def _plain(text: str) -> str:
+    """Text shown in Markdown as written (an error may quote ``espeak:<tag>``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_")
 
 
 def _batch_status(state: Any):
