@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 FIRST_CHARS = 48  # longest first part (characters): a long first sentence is cut at a clause (TTS time
 # grows with the length; ~50 characters are ~2.5 s of speech, said in ~0.1 s on a quiet 2-core machine)
-SECOND_CHARS = 100  # longest second part (the second chunk waits for it)
+MIN_FIRST_CHARS = 24  # a shorter first sentence takes the next one along (up to FIRST_CHARS), so the
+# first part holds the first two chunks (1.44 s) and the second chunk does not wait for more TTS
+SECOND_CHARS = 100  # longest second part
 PART_CHARS = 240  # longest later part
 CLAUSE_GAP_S = 0.08  # silence where a sentence was cut into two parts (a sentence pause is longer)
 
@@ -65,7 +67,14 @@ def _pieces(text: str, limits: tuple[int, ...], part_chars: int) -> list[tuple[i
     from pipeline.speech import text as txt
 
     out: list[tuple[int, int, bool]] = []
-    for a, b in txt.sentence_spans(text):
+    spans = txt.sentence_spans(text)
+    i = 0
+    while i < len(spans):
+        a, b = spans[i]
+        i += 1
+        while not out and limits and b - a < MIN_FIRST_CHARS and i < len(spans):
+            b = spans[i][1]  # a very short first sentence ("Hello!"): the first part runs on into the next
+            i += 1
         while a < b:
             limit = limits[len(out)] if len(out) < len(limits) else part_chars
             if b - a <= limit:
