@@ -109,7 +109,9 @@ class StreamPreview:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.files = ChunkFiles(self.folder)
         self._first_out = threading.Event()  # the TTS of the next sentences waits for the first chunk
-        self._parts = prefetched(_at_rate(parts, self.rate), AHEAD, hold=self._first_out)
+        # the first part holds the next sentences' TTS back only when it covers the first two chunks
+        self._parts = prefetched(_at_rate(parts, self.rate), AHEAD, hold=self._first_out,
+                                 hold_after=self.first + self.seconds + 0.1)
         self.session = RenderSession(avatar, self._parts, opts, background, progress=progress, cancel=self.cancel)
         self._closed = threading.Event()
 

@@ -179,12 +179,14 @@ _DONE = object()
 
 
 def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-parts",
-               hold: threading.Event | None = None) -> Iterator[Speech]:
+               hold: threading.Event | None = None, hold_after: float = 0.0) -> Iterator[Speech]:
     """``parts`` made on a thread, up to ``ahead`` parts before they are asked for.
 
     ``hold``: after the first part the thread waits until this event is set (or the
     second part is asked for), so it does not take the CPU from whatever turns the first
-    part into the first output (on two cores the next sentence's TTS would).
+    part into the first output (on two cores the next sentence's TTS would); only when
+    that part is at least ``hold_after`` seconds long (a shorter one is not enough for
+    what comes next, so the second is made at once).
 
     An exception in the producer is raised in the consumer, in order. Closing the
     returned iterator (or dropping it) stops the producer after its current part."""
@@ -205,7 +207,7 @@ def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-part
             for k, part in enumerate(parts):
                 if not put(part):
                     return
-                if k == 0 and hold is not None:
+                if k == 0 and hold is not None and part.duration >= hold_after:
                     while not hold.wait(0.05):
                         if stop.is_set():
                             return
