@@ -44,7 +44,8 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 @contextlib.contextmanager
 def serve_studio(log_path: Path, timeout: float = 90.0) -> Iterator[str]:
-    """Run ``python launch.py --port <free port>``; yield its URL once it serves; stop it after."""
+    """Run ``python launch.py --data-dir <beside log_path> --port <free port>``; yield its URL once it
+    serves; stop it after."""
     import httpx
 
     env = dict(os.environ)
@@ -57,7 +58,8 @@ def serve_studio(log_path: Path, timeout: float = 90.0) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "launch.py"), "--port", str(port)],
+                # its own data folder: the job database of a test studio never meets the user's or another run's
+                [sys.executable, str(ROOT / "launch.py"), "--data-dir", str(log_path.parent / "data"), "--port", str(port)],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
