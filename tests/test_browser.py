@@ -6,30 +6,11 @@ browser downloads are never used).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-try:
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-except ImportError as exc:
-    pytest.skip(f"playwright is not installed ({exc})", allow_module_level=True)
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
-
+from chromium import launch, open_page  # noqa: E402  (same folder; skips this module without Chromium)
 from test_studio import serve_studio  # noqa: E402  (same folder: pytest puts it on sys.path)
 
 
@@ -41,19 +22,10 @@ def studio_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(studio_url):
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
-        except PlaywrightError as exc:
-            pytest.skip(f"Chromium could not start: {str(exc).splitlines()[0]}")
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(studio_url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Avatar").wait_for()
-            yield page
-        finally:
-            browser.close()
+    with launch() as browser:
+        page = open_page(browser, studio_url)
+        page.get_by_role("tab", name="Avatar").wait_for()
+        yield page
 
 
 def test_tabs_and_screenshot(page, tmp_path):

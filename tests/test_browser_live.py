@@ -11,11 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (skips this module too when they are missing)
+from chromium import launch, open_page  # noqa: E402  (same folder; skips this module without Chromium)
 from test_studio import serve_studio  # noqa: E402
-
-from playwright.sync_api import Error as PlaywrightError  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 PLAYING_JS = """() => {
   const v = document.querySelector('#live-video video');
@@ -37,23 +34,11 @@ def studio_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(studio_url):
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required"],
-                timeout=30_000,
-            )
-        except PlaywrightError as exc:
-            pytest.skip(f"Chromium could not start: {str(exc).splitlines()[0]}")
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(30_000)
-            page.goto(studio_url, wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Live").click()
-            page.locator("#live-speak").wait_for()
-            yield page
-        finally:
-            browser.close()
+    with launch("--autoplay-policy=no-user-gesture-required") as browser:
+        page = open_page(browser, studio_url)
+        page.get_by_role("tab", name="Live").click()
+        page.locator("#live-speak").wait_for()
+        yield page
 
 
 def _wait_playing(page, timeout: float, since: float = 0.0) -> tuple[float, dict]:

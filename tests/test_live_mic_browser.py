@@ -10,21 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-try:
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-except ImportError as exc:
-    pytest.skip(f"playwright is not installed ({exc})", allow_module_level=True)
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
-
+from chromium import launch, open_page  # noqa: E402  (same folder; skips this module without Chromium)
 from test_studio import serve_studio  # noqa: E402  (same folder: pytest puts it on sys.path)
 
 STATS = "#live-mic-stats"
@@ -38,26 +28,14 @@ def studio_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(speech_wav):
-    args = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={speech_wav}",
-    ]
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=str(CHROMIUM), args=args, timeout=30_000)
-        except PlaywrightError as exc:
-            pytest.skip(f"Chromium could not start: {str(exc).splitlines()[0]}")
-        try:
-            yield b
-        finally:
-            b.close()
+    fake_mic = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={speech_wav}")
+    with launch(*fake_mic) as b:
+        yield b
 
 
 def open_live(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(30_000)
-    page.goto(url, wait_until="domcontentloaded")
+    page = open_page(browser, url)
     page.get_by_role("tab", name="Live").click()
     page.locator("#live-mic-start").wait_for()
     return page

@@ -43,9 +43,9 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 
 @contextlib.contextmanager
-def serve_studio(log_path: Path, timeout: float = 90.0) -> Iterator[str]:
-    """Run ``python launch.py --data-dir <beside log_path> --port <free port>``; yield its URL once it
-    serves; stop it after."""
+def serve_studio(log_path: Path, timeout: float = 90.0, data_dir: Path | None = None) -> Iterator[str]:
+    """Run ``python launch.py --data-dir DIR --port <free port>`` (DIR: ``data_dir``, or a
+    folder beside ``log_path``); yield its URL once it serves; stop it after."""
     import httpx
 
     env = dict(os.environ)
@@ -59,7 +59,7 @@ def serve_studio(log_path: Path, timeout: float = 90.0) -> Iterator[str]:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 # its own data folder: the job database of a test studio never meets the user's or another run's
-                [sys.executable, str(ROOT / "launch.py"), "--data-dir", str(log_path.parent / "data"), "--port", str(port)],
+                [sys.executable, str(ROOT / "launch.py"), "--data-dir", str(data_dir or log_path.parent / "data"), "--port", str(port)],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
