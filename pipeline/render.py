@@ -20,7 +20,7 @@ of the audio), so concatenated chunks equal what a file render writes, sample fo
 Speech that arrives in parts (sentence-wise TTS, a recording timed segment by segment)
 renders through the same session: pass an iterable of Speech parts instead of one Speech
 (``RenderSession(avatar, parts, ...)``). Each part is planned when it arrives by a
-:class:`pipeline.live.plan.PartPlanner` (state continuous across parts, frame count of
+:class:`pipeline.parts.PartPlanner` (state continuous across parts, frame count of
 the whole ``round(total duration * fps)``) and rendered at once, so the first chunk does
 not wait for the rest of the speech. Such a session streams (``frames()``, ``chunks()``);
 ``write()`` needs the whole Speech, since writers take the audio up front.
@@ -204,7 +204,7 @@ class RenderSession:
                 self.close()
                 raise PipelineError(self._too_short(self.speech.duration))
         else:
-            from pipeline.live.plan import PartPlanner
+            from pipeline.parts import PartPlanner
 
             self.planner = PartPlanner(opts)
         self.size = self.compositor.out_size if self.compositor is not None else self.engine.output_size(self.rig)

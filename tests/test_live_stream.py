@@ -15,7 +15,7 @@ import pytest
 import pipeline
 from pipeline.export.chunks import chunk_seconds, stream_audio, write_chunk
 from pipeline.live import LiveLimiter, TooManySessions
-from pipeline.live.plan import PartPlanner
+from pipeline.parts import PartPlanner
 from pipeline.options import RenderOptions, VoiceOptions
 from pipeline.phones import PAUSE
 from pipeline.render import Cancelled, CancelToken, RenderSession

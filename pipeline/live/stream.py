@@ -12,7 +12,7 @@ or a recording timed segment by segment), resampled to the stream's audio rate
 the first sentence. Chunk sizes are whole AAC frames of audio (25 fps: first 12 frames,
 then 24), so each chunk decodes to exactly its frames / fps of audio. ``cancel`` stops it
 between two frames; the session's tracks, frame count and audio partition are those of
-:class:`pipeline.live.plan.PartPlanner`.
+:class:`pipeline.parts.PartPlanner`.
 """
 
 from __future__ import annotations
