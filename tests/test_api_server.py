@@ -256,6 +256,7 @@ def test_metrics_reflect_the_jobs(server, api):
     rejected = {s.labels["code"]: s.value for s in families["avatar_studio_api_rejected"].samples
                 if s.name.endswith("_total")}
     assert rejected.get("queue_full", 0) >= 1  # the burst's 429s
+    assert "avatar_studio_live_mic_sessions" in families  # the mic avatar's metrics share the endpoint
     docs = api.get("/api/v1/docs")
     assert docs.status_code == 200 and "/api/v1/renders" in docs.text
     assert "/api/v1/renders/{job_id}/video" in api.get("/api/v1/openapi.json").json()["paths"]

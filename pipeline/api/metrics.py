@@ -98,6 +98,8 @@ class Metrics:
                                 ["code"], registry=self.registry)
 
     def render(self) -> bytes:
-        from prometheus_client import generate_latest
+        """This router's metrics, then the process-wide registry's: the live mic avatar's
+        latency, frames and sessions (``pipeline.live.mic``) and the process collectors."""
+        from prometheus_client import REGISTRY, generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
