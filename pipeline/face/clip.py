@@ -37,6 +37,7 @@ from pipeline.face.landmarks import MultiFacePolicy, _box, _refine, mouth_gap_ra
 from pipeline.face.pose import head_pose
 from pipeline.face.track import CROP, FaceTracker
 from pipeline.face.track_filter import BETA, MIN_CUTOFF
+from pipeline.media import file_digest
 from pipeline.media.clip_frames import MAX_SIDE, BlockReader, BlockWriter, cfr_frames, probe_clip, stored_size
 from pipeline.media.video import VideoReader
 from pipeline.types import Avatar, Clip, FaceInfo
@@ -52,14 +53,6 @@ def cache_root() -> Path:
     """Where prepared clips are kept."""
     base = os.environ.get(CACHE_ENV, "").strip()
     return (Path(base) if base else Path.home() / ".cache" / "avatar-studio") / "clips"
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _params(fps: float, multi_face: str) -> dict[str, Any]:

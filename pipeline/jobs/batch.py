@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.errors import InvalidOption, PipelineError
-from pipeline.jobs.runner import avatar_for, file_digest, output_path
+from pipeline.jobs.runner import avatar_for, output_path
+from pipeline.media import file_digest
 from pipeline.jobs.store import Job
 from pipeline.jobs.system import JobSystem, check_name
 from pipeline.options import BackgroundOptions, ExportOptions, OptionSpec, RenderOptions, VoiceOptions, specs

@@ -14,7 +14,6 @@ the 50 rows of a batch with one presenter photo find the face once.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.media import file_digest
 from pipeline.render import CancelToken, Cancelled, RenderSession
 from pipeline.request import RenderRequest
 from pipeline.sources import Memo, prepare_avatar, speech_for
@@ -34,14 +34,6 @@ _AVATARS: Memo[Avatar] = Memo(8)
 CANCELLED_QUEUED = "cancelled-queued"  # the render step's answer for a job cancelled before it started
 PROGRESS_EVERY_S = 0.5  # at most two progress writes a second per job
 CANCEL_POLL_S = 0.3
-
-
-def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def avatar_for(path: str, multi_face: str = "largest", name: str = "") -> Avatar:
