@@ -34,14 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli_speed import SENTENCES  # noqa: E402  (the same sentences as the CLI bench)
+
 FIRST = "Hello! This is the live preview, and it starts right away."
-SENTENCES = [
-    "Welcome to Avatar Studio, where a single photo becomes a presenter.",
-    "Peter bought a bamboo map for Bob, and maybe a bottle of maple syrup.",
-    "Type a script, pick a voice, and the lips follow every word you write.",
-    "My mother made some lemon pie by the pool before the party began.",
-    "Batch rendering turns one spreadsheet of scripts into fifty short videos.",
-]
 
 
 def script(seconds: float) -> str:

@@ -28,11 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 import pipeline  # noqa: E402
-from pipeline.export import open_writer  # noqa: E402
 from pipeline.options import ExportOptions, RenderOptions  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from render_speed import speech_of  # noqa: E402
+from render_speed import encode_only_fps, speech_of  # noqa: E402
 from test_video_avatar_fixtures import make_clip  # noqa: E402
 
 
@@ -108,12 +107,7 @@ def main() -> None:
             t = time.perf_counter()
             frames = list(pipeline.RenderSession(avatar, speech, ropts).frames())
             engine.append(len(frames) / (time.perf_counter() - t))
-            h, w = frames[0].shape[:2]
-            t = time.perf_counter()
-            with open_writer(tmp / "enc.mp4", w, h, ropts.fps, speech.audio, eopts) as wr:
-                for f in frames:
-                    wr.write(f)
-            encode.append(len(frames) / (time.perf_counter() - t))
+            encode.append(encode_only_fps(frames, tmp / "enc.mp4", ropts.fps, speech.audio, eopts))
         out = {
             "cpu_cores": os.cpu_count(),
             "clip": f"{args.seconds:g} s synthetic VFR 1280x720 H.264 ({manifest['source']['frames']} frames)",
