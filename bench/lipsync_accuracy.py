@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pipeline  # noqa: E402
 from pipeline.options import RenderOptions, VoiceOptions  # noqa: E402
 from pipeline.phones import PAUSE  # noqa: E402
-from pipeline.quality.measure import MouthTrack, STABLE_POINTS  # noqa: E402
+from pipeline.quality.measure import MouthTrack, planned_track  # noqa: E402
 from pipeline.quality.metrics import av_offset, bilabial_closure, normalize, open_vowel_rate  # noqa: E402
 from pipeline.types import AudioClip, Phoneme, Speech  # noqa: E402
 
@@ -84,18 +84,7 @@ def speak(voice: str, text: str) -> Speech:
 
 
 def track_of(speech: Speech, fps: float) -> MouthTrack:
-    tr = pipeline.plan(speech, RenderOptions(fps=fps, blinks=False, head_motion=0.0, brows=0.0))
-    n = tr.n_frames
-    times = tr.times()
-    gap = 0.35 * tr.get("gap").astype(np.float64)
-    return MouthTrack(
-        times=times,
-        gap=gap,
-        stable=np.zeros((n, len(STABLE_POINTS), 2), np.float32),
-        mouth_width=np.full(n, 100.0),
-        size=(512, 512),
-        end=n / fps,
-    )
+    return planned_track(pipeline.plan(speech, RenderOptions(fps=fps, blinks=False, head_motion=0.0, brows=0.0)))
 
 
 def score(track: MouthTrack, truth: tuple[Phoneme, ...], fps: float, level: float = 0.01) -> dict:

@@ -44,7 +44,7 @@ import pipeline  # noqa: E402
 from pipeline.media.audio import save_wav  # noqa: E402
 from pipeline.options import RenderOptions, VoiceOptions  # noqa: E402
 from pipeline.phones import PAUSE, canonical  # noqa: E402
-from pipeline.quality.measure import STABLE_POINTS, MouthTrack, mouth_track  # noqa: E402
+from pipeline.quality.measure import MouthTrack, mouth_track, planned_track  # noqa: E402
 from pipeline.quality.metrics import (  # noqa: E402
     LONG_PAUSE,
     av_offset,
@@ -118,19 +118,6 @@ def photo(name: str) -> np.ndarray:
 
         return np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
     return np.asarray(Image.open(name).convert("RGB"))
-
-
-def plan_track(tracks) -> MouthTrack:
-    """The planned lip gap as a MouthTrack (0.35 x gap of the mouth width)."""
-    n = tracks.n_frames
-    return MouthTrack(
-        times=tracks.times(),
-        gap=0.35 * tracks.get("gap").astype(np.float64),
-        stable=np.zeros((n, len(STABLE_POINTS), 2), np.float32),
-        mouth_width=np.full(n, 100.0),
-        size=(512, 512),
-        end=n / tracks.fps,
-    )
 
 
 def silence_frames(track: MouthTrack, phonemes: list[Phoneme], level: float) -> tuple[int, int]:
@@ -241,7 +228,7 @@ def speeches(per_voice: int, long: int, tmp: Path, cache: str = "") -> list[tupl
 def run_clip(avatar, speech: Speech, truth: list[Phoneme], opts: RenderOptions, out: Path,
              rendered: Tally, planned: Tally, tag: str) -> None:
     tracks = pipeline.plan(speech, opts)
-    planned.add(plan_track(tracks), truth, planned=True, tag=tag)
+    planned.add(planned_track(tracks), truth, planned=True, tag=tag)
     pipeline.render_to_file(avatar, speech, out, opts)
     track = mouth_track(out)
     rendered.add(track, truth, planned=False, tag=tag)

@@ -9,7 +9,7 @@ import pytest
 import pipeline
 from pipeline.options import RenderOptions, VoiceOptions
 from pipeline.phones import PAUSE
-from pipeline.quality.measure import STABLE_POINTS, MouthTrack
+from pipeline.quality.measure import MouthTrack, planned_track
 from pipeline.quality.metrics import bilabial_closure, open_vowel_rate
 from pipeline.speech import recording, segment_phones, segment_timing, segments, workers
 from pipeline.types import AudioClip, Phoneme, Speech
@@ -173,16 +173,7 @@ def test_parallel_workers_stream_in_order_and_agree_with_serial(three, two_worke
 
 
 def _plan_track(speech: Speech, fps: float = 25.0) -> MouthTrack:
-    tr = pipeline.plan(speech, RenderOptions(fps=fps, blinks=False, head_motion=0.0, brows=0.0))
-    n = tr.n_frames
-    return MouthTrack(
-        times=tr.times(),
-        gap=0.35 * tr.get("gap").astype(np.float64),
-        stable=np.zeros((n, len(STABLE_POINTS), 2), np.float32),
-        mouth_width=np.full(n, 100.0),
-        size=(512, 512),
-        end=n / fps,
-    )
+    return planned_track(pipeline.plan(speech, RenderOptions(fps=fps, blinks=False, head_motion=0.0, brows=0.0)))
 
 
 @pytest.mark.parametrize("voice,closed_min", [("en_US-joe-medium", 0.84), ("espeak:en-us", 0.92)])

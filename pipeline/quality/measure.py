@@ -81,6 +81,24 @@ class MouthTrack:
         )
 
 
+PLANNED_GAP_SCALE = 0.35  # a planned lip gap of 1 is drawn as an inner-lip gap of 0.35 mouth widths
+
+
+def planned_track(tracks) -> MouthTrack:
+    """The planned lip gap of ``tracks`` (``pipeline.types.Tracks``) as a MouthTrack, as
+    FaceMesh would measure it if the engine drew it exactly: scored with the same metrics
+    as a rendered video, it says how good the timing is, whatever the engine does."""
+    n = tracks.n_frames
+    return MouthTrack(
+        times=tracks.times(),
+        gap=PLANNED_GAP_SCALE * tracks.get("gap").astype(np.float64),
+        stable=np.zeros((n, len(STABLE_POINTS), 2), np.float32),
+        mouth_width=np.full(n, 100.0),
+        size=(512, 512),
+        end=n / tracks.fps,
+    )
+
+
 def _load_facemesh():
     import mediapipe as mp
 
