@@ -77,3 +77,15 @@ class ModelUnavailable(PipelineError):
     """A model or engine is not installed or its weights are missing."""
 
     code = "model_unavailable"
+
+
+class ModelMissing(ModelUnavailable):
+    """A neural model's weights are not on this machine (not pulled, no local path given)."""
+
+    code = "model_missing"
+
+
+class ModelDownloadError(ModelUnavailable):
+    """Downloading or verifying a model's weights failed (offline, no network, checksum mismatch)."""
+
+    code = "model_download_failed"

@@ -15,31 +15,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 from pipeline.jobs.store import FINISHED, STATES, Job, JobState
 from pipeline.jobs.system import JobNotFound, JobSystem, QueueFull, current
-
-
-def data_dir(explicit: str | Path | None = None) -> Path:
-    """Where jobs live: ``explicit`` (--data-dir) > $AVATAR_STUDIO_HOME > /data when it exists
-    (a Hugging Face Space's persistent storage) > the user data folder."""
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    env = os.environ.get("AVATAR_STUDIO_HOME", "").strip()
-    if env:
-        return Path(env).expanduser().resolve()
-    space = Path("/data")
-    if space.is_dir() and os.access(space, os.W_OK):
-        return space / "avatar-studio"
-    base = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
-    if os.name == "nt":
-        base = os.environ.get("LOCALAPPDATA", base)
-    elif sys.platform == "darwin":
-        base = str(Path.home() / "Library" / "Application Support")
-    return Path(base).expanduser().resolve() / "avatar-studio"
+from pipeline.paths import data_dir  # where jobs live (moved to a leaf module for the model registry)
 
 
 __all__ = ["FINISHED", "STATES", "Job", "JobNotFound", "JobState", "JobSystem", "QueueFull", "current", "data_dir"]
