@@ -4,6 +4,8 @@
     python launch.py render --text "Hello" --out hello.mp4              # the bundled sample face
     python launch.py render --avatar face.jpg --text "Hello" --out hello.mp4
     python launch.py render --avatar face.jpg --audio voice.m4a --out voice.mp4
+    python launch.py models list                                        # neural models: present, size, licence
+    python launch.py models pull wav2lip_gan                            # download (asks to accept the licence)
 """
 
 from __future__ import annotations
@@ -182,6 +184,55 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _accepts_licence(spec, yes: bool) -> bool:
+    """Whether the user accepts a restricted (non-commercial, GPL) licence: --yes, or asked on a terminal."""
+    if yes or not spec.restricted:
+        return True
+    if not sys.stdin.isatty():
+        print("Pass --yes to accept this licence and download.", file=sys.stderr)
+        return False
+    return input("Accept this licence and download? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """models list [NAME...] (exit 1 when a named model is missing) | pull NAME [--local PATH] | remove NAME."""
+    from pipeline import hub, models
+
+    if args.models_command == "pull":
+        spec = models.spec(args.name)
+        if args.local:
+            print(f"{args.name}: using {hub.pull_local(args.name, args.local)}\n{hub.licence_text(spec)}")
+            return 0
+        print(hub.licence_text(spec) + f"\n  {hub.human_size(spec.size)} from {spec.repo_id or '(no public checkpoint)'}")
+        if not _accepts_licence(spec, args.yes):
+            return 1
+        print(f"{args.name}: ready at {hub.pull(args.name, progress=_progress_printer(), force=args.force)}")
+        return 0
+    if args.models_command == "remove":
+        removed = hub.remove(args.name)
+        print("\n".join(f"removed {r}" for r in removed) or f"{args.name}: nothing to remove")
+        return 0
+    names = args.names or list(models.catalog())
+    rows = [hub.row(models.spec(n)) for n in names]
+    print(hub.table(rows))
+    return 0 if not args.names or all(r.present for r in rows) else 1
+
+
+def _add_models_parser(sub) -> None:
+    m = sub.add_parser("models", help="neural models: list, pull (download or a local file), remove")
+    msub = m.add_subparsers(dest="models_command")
+    ls = msub.add_parser("list", help="every model: present or not, size, licence, where (exit 1 if a NAME is missing)")
+    ls.add_argument("names", nargs="*", help="only these models")
+    pl = msub.add_parser("pull", help="download a model into the Hugging Face cache (verified), or use a local file")
+    pl.add_argument("name", help="catalog name (see models list)")
+    pl.add_argument("--local", default="", metavar="PATH", help="use this file or folder instead of downloading")
+    pl.add_argument("--yes", action="store_true", help="accept a non-commercial / GPL licence without asking")
+    pl.add_argument("--force", action="store_true", help="download again even when present")
+    rm = msub.add_parser("remove", help="delete a model's cached download and forget its local path")
+    rm.add_argument("name")
+    m.set_defaults(func=cmd_models, models_command="list", names=[])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline.export.formats import format_info, format_names
     from pipeline.options import spec, specs
@@ -268,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stable id of this executor (default: worker-<hostname>); unique per process, the same "
                    "after a restart so that it resumes its own interrupted jobs")
     w.set_defaults(func=cmd_worker)
+    _add_models_parser(sub)
     s = sub.add_parser("studio", help="serve the studio (the default)")
     s.set_defaults(func=cmd_studio)
     return p
