@@ -43,6 +43,7 @@ class Matter(Protocol):
 
 MATTERS: dict[str, str] = {
     "selfie": "pipeline.matting.selfie:SelfieMatter",  # MediaPipe selfie segmentation + guided refinement
+    "rvm": "pipeline.matting.rvm:RvmMatter",  # Robust Video Matting (recurrent; weights via models pull)
 }
 
 

@@ -369,15 +369,32 @@ def state_shapes(height: int, width: int, downsample_ratio: float, batch: int = 
     return shapes
 
 
-def build(weights: Path | None = None, **options: Any) -> nn.Module:
+def example(batch: int = 1, height: int = 256, width: int = 256, downsample_ratio: float = 0.5,
+            **_: Any) -> dict[str, Any]:
+    """Example inputs for the ONNX export and the bench (the registry's ``example`` hook): a
+    frame in [0, 1], the states a clip has after its first frame, a valid ratio (random
+    normal numbers would make the ratio negative)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"src": rng.random((batch, 3, height, width), dtype=np.float32)}
+    for i, shape in enumerate(state_shapes(height, width, downsample_ratio, batch), start=1):
+        out[f"r{i}i"] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+    out["downsample_ratio"] = np.array([downsample_ratio], np.float32)
+    return out
+
+
+def build(weights: Path | None = None, variant: str = "mobilenetv3", **options: Any) -> nn.Module:
     """The registry's builder: RVM MobileNetV3 in eval mode, random init when ``weights`` is None.
 
     ``weights``: the released ``rvm_mobilenetv3.pth`` (a plain state dict), loaded strict.
     """
-    if options:
-        from pipeline.errors import InvalidOption
+    from pipeline.errors import InvalidOption
 
-        raise InvalidOption(f"rvm_net.build takes no options; got {', '.join(sorted(options))}.")
+    if variant != "mobilenetv3":
+        raise InvalidOption(f"Only RVM's mobilenetv3 variant is implemented; got {variant!r}.")
+    if options:
+        raise InvalidOption(f"rvm_net.build takes no option {', '.join(sorted(options))}.")
     net = MattingNetwork()
     if weights is not None:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
