@@ -212,6 +212,9 @@ class RenderOptions:
     gaze: float = opt(0.0, "small sideways eye movements: 0 (steady gaze) .. 1 (restless)", range=(0.0, 1.0),
                       step=0.05)
     seed: int = opt(0, "seed for blinks and other random motion; same seed, same frames", range=(0, 2**31 - 1))
+    random_weights: bool = opt(False, "neural engines only: build the network with random weights instead of the "
+                               "downloaded ones; the mouth is noise (for tests and speed measurements)",
+                               label="Random network weights (output is noise: tests only)")
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -210,7 +210,7 @@ def render_tab(ctx: StudioContext) -> None:
                     label="Expression preset",
                     info="Fills the motion and expression sliders below; adjust them freely.",
                 )
-                others = option_controls(RenderOptions, skip=("fps", "size"))
+                others = option_controls(RenderOptions, skip=("fps", "size", "random_weights"))  # random weights: CLI/bench only
                 with gr.Accordion("Export", open=False):
                     export = option_controls(ExportOptions, skip=("crf", "preset", "alpha", "mov_audio"))
                 with gr.Row():

@@ -28,6 +28,7 @@ from pipeline.types import AudioClip, Avatar, Frame, Tracks
 # engine name -> "module:Class", imported on first use
 REGISTRY: dict[str, str] = {
     "warp": "pipeline.engines.warp:WarpEngine",
+    "wav2lip": "pipeline.engines.wav2lip:Wav2LipEngine",
 }
 
 
