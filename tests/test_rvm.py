@@ -198,16 +198,26 @@ def test_matter_resets_on_a_new_size(net: torch.nn.Module) -> None:
         RvmMatter(predictor=_predictor(net), downsample_ratio=1.5)
 
 
-def test_rvm_through_the_registry_with_random_weights() -> None:
+def test_rvm_through_the_registry_on_both_backends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline import models
 
-    if not hasattr(models, "predictor"):
-        pytest.skip("the model registry has not landed")
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))  # the ONNX export goes there
     try:
-        models.spec("rvm_mobilenetv3")
-    except InvalidOption:
-        pytest.skip("no rvm_mobilenetv3 catalog entry")
-    matter = create_matter("rvm", backend="torch", device="cpu", random_weights=True)
-    alpha, state = matter.matte(_frame(48, 64, 4))
-    alpha2, state2 = matter.matte(_frame(48, 64, 5), state)
-    assert alpha.shape == alpha2.shape == (48, 64) and state2.frames == 2
+        models.release("rvm_mobilenetv3")
+        models.release("rvm_mobilenetv3_onnx")
+        alphas = {}
+        for backend in ("torch", "onnx"):
+            matter = create_matter("rvm", backend=backend, device="cpu", random_weights=True, downsample_ratio=0.5)
+            assert matter.predictor.backend == backend
+            a1, state = matter.matte(_frame(48, 64, 4))
+            a2, state2 = matter.matte(_frame(48, 64, 5), state)
+            assert a1.shape == a2.shape == (48, 64) and state2.frames == 2
+            assert [r.shape for r in state2.rec] == rvm_net.state_shapes(48, 64, 0.5)
+            alphas[backend] = (a1, a2, state2.rec)
+        # the same seeded random network: torch and its ONNX export agree frame after frame
+        for t, o in zip(alphas["torch"][2], alphas["onnx"][2]):
+            assert np.abs(t - o).max() < 1e-4
+        assert np.abs(alphas["torch"][1] - alphas["onnx"][1]).max() < 1e-4
+    finally:
+        models.release("rvm_mobilenetv3")
+        models.release("rvm_mobilenetv3_onnx")

@@ -27,6 +27,7 @@ No torchvision: its wheels do not match this torch build.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -301,10 +302,10 @@ class _ResizeByRatio(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, ratio: Tensor) -> Tensor:  # noqa: ARG004
-        return F.interpolate(
-            x, scale_factor=float(ratio.reshape(-1)[0]), mode="bilinear", align_corners=False,
-            recompute_scale_factor=False,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # traced as a constant, but symbolic() replaces it in the graph
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            scale = float(ratio.reshape(-1)[0])
+        return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False, recompute_scale_factor=False)
 
     @staticmethod
     def symbolic(g: Any, x: Any, ratio: Any) -> Any:
