@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
+from pipeline import hub as model_hub  # neural models: rows(), pull(), pull_local(), release() (light import)
 from pipeline.errors import PipelineError
 from pipeline.export.formats import format_info
 from pipeline.live import LIMITER as LIVE_LIMITER
@@ -192,5 +193,5 @@ __all__ = [
     "voices",
     "mic_router", "offer_mic_session", "stop_mic_sessions",  # the mic-driven live avatar
     "api_router",  # the HTTP API
-    "job_system", "plan_batch",  # durable jobs and batches
+    "job_system", "plan_batch", "model_hub",  # durable jobs and batches; the Models panel
 ]

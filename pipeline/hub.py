@@ -306,3 +306,17 @@ def table(items: list[ModelRow]) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     out = [fmt.format(*head)] + [fmt.format(*(c[:44] if i == 4 else c for i, c in enumerate(line))) for line in lines]
     return "\n".join(out)
+
+
+def release(name: str | None = None) -> list[str]:
+    """Drop resident predictors (all when None) and free CUDA memory (the Models panel's Release)."""
+    return models.release(name)
+
+
+def resident() -> list[str]:
+    """The predictors held now, as ``name (backend, device, precision)``."""
+    out = []
+    for key in models.resident():
+        _, name, backend, device, precision, _ = key.split(":", 5)
+        out.append(f"{name} ({backend}, {device}, {precision})")
+    return out

@@ -24,6 +24,7 @@ from studio.controls import option_control, option_controls
 from studio.handlers import VOICE_MODES, TEXT, Handlers, Services
 from studio.jobs_tabs import batch_tab, jobs_tab
 from studio.live import live_tab
+from studio.models_tab import models_tab
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,8 @@ EXAMPLE_LINES = (
 )
 
 TabBuilder = Callable[[StudioContext], None]
-TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, background_tab, render_tab, live_tab, batch_tab, jobs_tab)
+TABS: tuple[TabBuilder, ...] = (avatar_tab, voice_tab, background_tab, render_tab, live_tab, batch_tab, jobs_tab,
+                                models_tab)
 
 
 # ---------------------------------------------------------------------------- app

@@ -30,7 +30,7 @@ def page(studio_url):
 
 def test_tabs_and_screenshot(page, tmp_path):
     tabs = [t.strip() for t in page.get_by_role("tab").all_inner_texts()]
-    assert tabs == ["Avatar", "Voice", "Background", "Render", "Live", "Batch", "Jobs"]
+    assert tabs == ["Avatar", "Voice", "Background", "Render", "Live", "Batch", "Jobs", "Models"]
     assert page.get_by_role("heading", name="Avatar Studio").is_visible()
     assert page.get_by_role("button", name="Detect face").is_visible()
     shot = tmp_path / "studio.png"

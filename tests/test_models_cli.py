@@ -81,3 +81,32 @@ def test_local_pull_is_remembered_listed_and_removed(env, tmp_path):
     gone = run(env, "remove", "wav2lip_256")
     assert gone.returncode == 0 and "forgotten" in gone.stdout and weights.exists()
     assert run(env, "list", "wav2lip_256").returncode == 1
+
+
+def test_models_panel_handlers(tmp_path, monkeypatch):
+    """The Models tab's handlers (no server): the table, the licence before Pull, clear errors offline."""
+    gr = pytest.importorskip("gradio")
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from studio import models_tab as tab
+
+    rows = {r[0]: r for r in tab.model_rows()}
+    assert rows["wav2lip_gan"][2:4] == ["no", "435.8 MB"] and "non-commercial" in rows["wav2lip_gan"][4]
+    text, consent = tab.licence_view("rvm_mobilenetv3")
+    assert "GPL-3.0" in text and consent["visible"] is True and consent["value"] is False
+    text, consent = tab.licence_view("musetalk_unet")
+    assert "MIT" in text and consent["visible"] is False
+    with pytest.raises(gr.Error, match="Tick the licence box"):
+        tab.pull_model("wav2lip", False)
+    t0 = time.perf_counter()
+    with pytest.raises(gr.Error, match="offline mode"):
+        tab.pull_model("wav2lip", True, progress=lambda *a, **k: None)
+    assert time.perf_counter() - t0 < 5
+    weights = tmp_path / "w256.pth"
+    weights.write_bytes(b"1234")
+    table, status = tab.use_local("wav2lip_256", str(weights))
+    assert str(weights) in status and {r[0]: r for r in table}["wav2lip_256"][2] == "yes"
+    assert tab.release_models().startswith("Released 0") and tab.resident_view() == "Resident now: none"
