@@ -30,10 +30,10 @@ from pipeline.face import regions as R
 
 BOX_SCALE = 1.15  # box side / face-oval width (the eyes land about a quarter down, as in Wav2Lip's crops)
 CHIN_PAD = 0.08  # box bottom below the chin, in box sides (Wav2Lip pads its detector box down)
-MASK_TOP = 0.08  # mask top below the subnasale, mouth widths
+MASK_TOP = -0.04  # mask top edge below the subnasale, mouth widths (above it: the feather ends on the upper lip)
 MASK_INSET = 0.88  # mask sides at this share of the jaw's half width
 MASK_DROP = 0.3  # how far the mask reaches below the chin, mouth widths (the jaw's travel)
-FEATHER = 0.09  # feather sigma, mouth widths
+FEATHER = 0.06  # feather sigma, mouth widths
 LIP_GROW = 0.12  # lip zone (no source detail, unsharp instead) beyond the outer lip, mouth widths
 UNSHARP = 0.6  # unsharp amount on the lips
 STD_LIMIT = (0.6, 1.6)  # colour match: bounds of the std ratio per Lab channel

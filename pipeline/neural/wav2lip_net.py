@@ -173,13 +173,27 @@ def state_dict_of(checkpoint: Any) -> dict[str, torch.Tensor]:
 
 def build(weights: Path | None = None, *, size: int = 96, width: float = 1.0, **_: Any) -> Wav2Lip:
     """The generator in eval mode: random weights (``weights=None``) or a released checkpoint
-    loaded with ``strict=True`` (a layout mismatch is an error, never a silent partial load)."""
+    loaded with ``strict=True`` (a layout mismatch is an error, never a silent partial load).
+
+    Random weights use He initialisation: with torch's default one the audio embedding fades
+    to nothing through the 13 audio blocks and the output ignores the mel, so a random-weight
+    render could not show that each frame gets its own audio window."""
     net = Wav2Lip(int(size), float(width))
-    if weights is not None:
+    if weights is None:
+        _signal_init(net)
+    else:
         ckpt = torch.load(Path(weights), map_location="cpu", weights_only=True)
         net.load_state_dict(state_dict_of(ckpt), strict=True)
         log.info("wav2lip %d px weights loaded from %s", size, weights)
     return net.eval()
+
+
+def _signal_init(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def parameter_count(net: nn.Module) -> int:
