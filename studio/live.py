@@ -210,6 +210,58 @@ class LiveHandlers:
             return avatar_state
 
 
+IN_PROCESS_ENV = "AVATAR_STUDIO_LIVE_GRADIO_FFMPEG"  # "1": leave the chunks to Gradio's own FFmpeg commands
+
+
+def in_process_chunks(video: gr.Video, root: Path = LIVE_ROOT) -> bool:
+    """Let the streaming ``video`` turn our chunks into HLS segments in-process.
+
+    Gradio 6.31 runs ffprobe, an ffmpeg audio decode and an ffmpeg re-mux for every
+    streamed chunk (~0.2 s each under load; see ``pipeline.live.hls``). The probe and the
+    mux are this component's own methods (instance attributes shadow them); the decode is a
+    module function, wrapped once so that only files under ``root`` are decoded in-process.
+    Other video codecs, and everything when Gradio's internals are not where 6.31 has them
+    (or ``AVATAR_STUDIO_LIVE_GRADIO_FFMPEG=1``), stay with Gradio's commands."""
+    import os
+
+    from gradio.components import video as gv
+
+    from pipeline.live import hls
+
+    if os.environ.get(IN_PROCESS_ENV) == "1":
+        return False
+    stock_mux = getattr(gr.Video, "mux_segment", None)
+    decode = getattr(gv, "decode_file_to_pcm", None)
+    base = getattr(gv, "STREAM_PTS_BASE", None)
+    if not (callable(stock_mux) and callable(decode) and callable(getattr(gr.Video, "probe_chunk", None))
+            and isinstance(base, float)):
+        log.warning("Live: Gradio's streaming internals have moved; chunks stay with its FFmpeg commands")
+        return False
+
+    def mux(path, video_codec, adts, video_time, audio_time, video_start=0.0, counters=None):
+        if path is not None and video_codec not in (None, "h264"):
+            return stock_mux(path, video_codec, adts, video_time, audio_time, video_start, counters)
+        return hls.mux_segment(path, video_codec, adts, video_time, audio_time, video_start, counters,
+                               pts_base=base)
+
+    video.probe_chunk = hls.probe_chunk  # type: ignore[method-assign]
+    video.mux_segment = mux  # type: ignore[method-assign]
+    roots: list[Path] | None = getattr(decode, "in_process_roots", None)
+    if roots is None:  # wrapped once per process; each Live tab adds its folder
+        stock_decode, roots = decode, []
+
+        def decode_file_to_pcm(path: str, sample_rate: int, channels: int) -> bytes:
+            if any(Path(path).is_relative_to(r) for r in roots):
+                return hls.decode_pcm(path, sample_rate, channels)
+            return stock_decode(path, sample_rate, channels)
+
+        decode_file_to_pcm.in_process_roots = roots  # type: ignore[attr-defined]
+        gv.decode_file_to_pcm = decode_file_to_pcm
+    if Path(root) not in roots:
+        roots.append(Path(root))
+    return True
+
+
 def _mic_panel(ctx: StudioContext) -> None:
     try:
         from studio.live_mic import mic_panel
@@ -237,6 +289,7 @@ def live_tab(ctx: StudioContext) -> None:
             with gr.Column(scale=3):
                 video = gr.Video(label="Live preview", streaming=True, autoplay=True, interactive=False,
                                  elem_id="live-video", height=420)
+                in_process_chunks(video, live.root)
         _mic_panel(ctx)
     bg = {name[3:]: c for name, c in i.items() if name.startswith("bg_") and c is not None}
 

@@ -5,21 +5,21 @@ Each chunk (:class:`pipeline.render.RenderChunk`) becomes one file with
 - H.264 that starts with a keyframe (a fresh encoder per chunk; ``tune=zerolatency``: no
   B-frames and no look-ahead, so the first frame leaves the encoder at once and the
   video starts at t = 0);
-- AAC of exactly the chunk's own audio samples (frames / fps long; the encoder delay
-  and the padding of the last AAC frame are described by the MP4 edit list, so a
-  decoder gets back exactly that many samples).
+- FLAC of exactly the chunk's own audio samples (frames / fps long). Lossless and
+  without encoder delay or padding, so every decoder, FFmpeg 5's command line included,
+  gets back exactly those samples at any frame rate. (AAC here made a decoder that
+  ignores the MP4 edit list's end, as FFmpeg 5 does, add up to 1023 samples of silence
+  per chunk: the audio ran ahead of the picture unless whole AAC frames filled the chunk,
+  which no frame count does at 24 fps.)
 
-This is what ``gr.Video(streaming=True)`` takes (it copies the H.264 into MPEG-TS
-segments of an HLS playlist and re-encodes the audio continuously) and what any
-player plays chunk by chunk. Files appear atomically (the MP4 writer's temp name and
-rename), so a chunk on disk is complete. MP4 rather than MPEG-TS because TS has no edit
-list: each TS chunk's AAC would add its encoder delay (~46 ms) and the audio would
-drift ahead of the picture chunk after chunk.
+This is what ``gr.Video(streaming=True)`` takes: it decodes each chunk's audio into one
+continuous AAC encoder of its own and copies the H.264 into the MPEG-TS segments of an
+HLS playlist (``pipeline.live.hls`` does that work in-process for the Live tab). Files
+appear atomically (the MP4 writer's temp name and rename), so a chunk on disk is complete.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import ClassVar
 import av
 import numpy as np
 
+from pipeline.export.base import AudioSpec
 from pipeline.export.mp4 import Mp4Writer
 from pipeline.export.quality import x264_crf
 from pipeline.options import ExportOptions
@@ -62,7 +63,7 @@ def tag_bt601(cc) -> None:
 class ChunkWriter(Mp4Writer):
     """One chunk as an MP4: H.264 (keyframe first, no B-frames) + AAC of its own audio."""
 
-    label = "stream chunk (MP4)"
+    label = "stream chunk (MP4: H.264 + FLAC)"
     container_options: ClassVar[dict[str, str]] = {}  # no faststart pass: a chunk is written once, read once
 
     def _video_stream(self, first) -> FastYuv:  # type: ignore[override]
@@ -72,6 +73,10 @@ class ChunkWriter(Mp4Writer):
         vs.codec_context.thread_count = 1  # one chunk is small; threads cost more than they give
         tag_bt601(vs.codec_context)
         return FastYuv()
+
+    def _audio_spec(self, clip: AudioClip) -> AudioSpec:  # type: ignore[override]
+        # compression_level 0: the quickest FLAC (~0.5 ms per second of audio); still lossless
+        return AudioSpec("flac", clip.rate, options={"compression_level": "0"})
 
 
 def write_chunk(path: str | Path, frames: list[Frame], audio: AudioClip | None, fps: float,
@@ -105,17 +110,16 @@ class ChunkFiles:
 
 # --------------------------------------------------------------------------- sizes
 
-AAC_FRAME = 1024  # samples per AAC frame
-STREAM_RATES = (32000, 48000, 24000, 16000)  # AAC rates a stream's audio may be resampled to, preferred first
+STREAM_RATES = (32000, 48000, 24000, 16000)  # rates a stream's audio may be resampled to, preferred first
+MAX_UNIT = 16  # the most frames a chunk size may have to be a multiple of
 
 
 def stream_audio(fps: float) -> tuple[int, int]:
-    """(sample rate, frames per unit) for a stream at ``fps``: chunks of whole units hold
-    audio that fills whole AAC frames, so each chunk decodes to exactly its own samples
-    (no padding: a decoder that ignores the MP4 edit list's end, as FFmpeg 5 does, would
-    otherwise add up to 1023 samples of silence per chunk and the audio would run ahead).
-    25 fps: 32 kHz, 4 frames (160 ms); 30 fps: 48 kHz, 16 frames. A rate with no exact unit
-    (24 fps) keeps the first rate and unit 1 (then only the last chunk of each pads)."""
+    """(sample rate, frames per unit) for a stream at ``fps``: a chunk of whole units holds
+    a whole number of samples, exactly frames / fps of audio, so chunk after chunk the
+    audio and the picture end together. The smallest unit wins, then the preferred rate:
+    25 fps: 32 kHz, unit 1 (1280 samples a frame); 24 fps: 48 kHz, unit 1 (2000);
+    29.97 fps: 48 kHz, unit 5 (8008 samples per 5 frames)."""
     from fractions import Fraction
 
     from pipeline import timing
@@ -123,19 +127,18 @@ def stream_audio(fps: float) -> tuple[int, int]:
     f = timing.fps_fraction(fps)
     best: tuple[int, int] | None = None
     for rate in STREAM_RATES:
-        spf = Fraction(rate) / f
-        if spf.denominator != 1:
-            continue
-        unit = AAC_FRAME // math.gcd(int(spf), AAC_FRAME)
+        unit = (Fraction(rate) / f).denominator  # frames in the shortest span of whole samples
         if best is None or unit < best[1]:
             best = (rate, unit)
-    return best if best is not None and best[1] <= 16 else (STREAM_RATES[0], 1)
+    assert best is not None
+    return best if best[1] <= MAX_UNIT else (STREAM_RATES[0], 1)
 
 
 def chunk_seconds(fps: float, seconds: float, unit: int) -> float:
-    """``seconds`` rounded to a whole number of ``unit`` frames (at least one unit)."""
+    """``seconds`` rounded down to a whole number of ``unit`` frames (at least one unit): a
+    chunk is never longer than asked, so segments stay within the playlist's target."""
     from pipeline import timing
 
     f = float(timing.fps_fraction(fps))
-    units = max(1, int(round(seconds * f / unit)))
+    units = max(1, int(seconds * f / unit + 1e-9))
     return units * unit / f

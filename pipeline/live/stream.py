@@ -9,8 +9,9 @@ The speech is made on a thread a couple of parts ahead of the render (sentence-w
 or a recording timed segment by segment), resampled to the stream's audio rate
 (:func:`pipeline.export.chunks.stream_audio`) part by part, and rendered by one
 :class:`pipeline.render.RenderSession` over the parts, so the first chunk waits only for
-the first sentence. Chunk sizes are whole AAC frames of audio (25 fps: first 12 frames,
-then 24), so each chunk decodes to exactly its frames / fps of audio. ``cancel`` stops it
+the first sentence. Chunks hold whole samples of audio (25 fps at 32 kHz: first 12 frames,
+then 24; 24 fps at 48 kHz: 12, then 23), so each decodes to exactly its frames / fps of
+audio and the stream's audio and picture end together, chunk after chunk. ``cancel`` stops it
 between two frames; the session's tracks, frame count and audio partition are those of
 :class:`pipeline.parts.PartPlanner`.
 """
@@ -29,7 +30,9 @@ from pipeline.render import CancelToken, Progress, RenderSession, no_progress
 from pipeline.types import Avatar, Speech
 
 FIRST_S = 0.5  # the first chunk: short, so playback starts soon
-CHUNK_S = 1.0  # the others
+# the others: just under 1 s, so that every segment stays within the HLS playlist's
+# target duration of 1 s (Gradio announces the ceiling of the longest segment; 24 fps: 23 frames)
+CHUNK_S = 0.96
 AHEAD = 2  # speech parts made ahead of the render
 CHUNKS_AHEAD = 3  # chunks rendered ahead of the consumer (it gets the CPU for its own work on them)
 
