@@ -22,6 +22,16 @@ from pipeline.neural import sd_vae, whisper_encoder  # noqa: E402
 SMALL_UNET = {"width": 0.05, "groups": 8, "layers_per_block": 1}  # 16/32/64/64 channels
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine a second torch thread only spins
+    against the other processes; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _count(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -196,3 +206,72 @@ def test_onnx_parity_of_the_three_networks(tmp_path: Path) -> None:
             want = net(*[torch.from_numpy(v) for v in feeds.values()]).numpy()
         assert got.shape == want.shape and got.shape[0] == 3, name
         assert np.abs(got - want).max() < 1e-4 * max(1.0, float(np.abs(want).max())), name
+
+
+# --- the engine ---------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def narrow_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The three catalog entries shadowed by narrow random-weight builds (128 px face, 96-wide audio)."""
+    from pipeline import models
+
+    def spec(name: str, build: str, inputs: dict, outputs: dict, options: dict) -> models.ModelSpec:
+        return models.ModelSpec(
+            name=name, title=f"{name} (narrow, tests)", kind="test", repo_id="", revision="", files=(),
+            code_licence="MIT", weights_licence="MIT", licence_note="", backend="torch",
+            build=f"pipeline.neural.musetalk_net:{build}", inputs=inputs, outputs=outputs, options=options)
+
+    specs = [
+        spec("musetalk_unet", "build_unet",
+             {"latents": "B,8,16,16 float32", "timesteps": "1 int64", "audio": "B,30,96 float32"},
+             {"out": "B,4,16,16 float32"}, {**SMALL_UNET, "cross_attention_dim": 96}),
+        spec("sd_vae_ft_mse", "build_vae", {"latents": "B,4,16,16 float32"}, {"image": "B,3,128,128 float32"},
+             {"part": "decoder", "width": 0.0625, "groups": 8}),
+        spec("whisper_tiny", "build_whisper", {"input_features": "B,80,3000 float32"},
+             {"hidden_states": "B,3,1500,96 float32"}, {"width": 0.25, "layers": 2}),
+    ]
+    for s in specs:
+        models.register(s)
+    monkeypatch.setenv("AVATAR_DEVICE", "cpu")
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    yield specs
+    for s in specs:
+        models.release(s.name)
+        models.unregister(s.name)
+
+
+def test_engine_renders_a_photo_with_random_weights(avatar, speech, narrow_models) -> None:
+    from pipeline.engines import get_engine
+    from pipeline.options import RenderOptions
+    from pipeline.render import plan
+
+    engine = get_engine("musetalk")
+    assert engine.info.sources == ("photo",)
+    opts = RenderOptions(engine="musetalk", size=256, random_weights=True, head_motion=0.0, blinks=False, brows=0.0)
+    rig = engine.prepare(avatar, opts)
+    assert engine.output_size(rig) == (256, 256) and rig.latents.shape == (8, 16, 16) and rig.geom.size == 128
+    tracks = plan(speech, opts)
+    frames = list(engine.render(rig, tracks, speech.audio))
+    assert len(frames) == tracks.n_frames
+    assert all(f.shape == (256, 256, 3) and f.dtype == np.uint8 for f in frames)
+    x0, y0, x1, y1 = rig.target.rect
+    for f in frames[::9]:
+        d = np.abs(f.astype(int) - rig.image.astype(int))
+        d[y0:y1, x0:x1] = 0
+        assert d.max() == 0  # head motion off: only the lower face changes
+    mouths = np.stack([f[y0:y1, x0:x1].astype(float) for f in frames])
+    assert float(mouths.std(0).mean()) > 0.05  # the audio tokens change the face frame to frame
+    again = engine.prepare(avatar, opts)
+    assert again.unet is rig.unet and again.latents is rig.latents  # cached per avatar
+
+
+def test_engine_without_weights_names_models_pull(avatar, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pipeline.engines import get_engine
+    from pipeline.errors import ModelMissing
+    from pipeline.options import RenderOptions
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(ModelMissing, match="models pull musetalk_unet"):
+        get_engine("musetalk").prepare(avatar, RenderOptions(engine="musetalk", size=256))

@@ -29,6 +29,7 @@ from pipeline.types import AudioClip, Avatar, Frame, Tracks
 REGISTRY: dict[str, str] = {
     "warp": "pipeline.engines.warp:WarpEngine",
     "wav2lip": "pipeline.engines.wav2lip:Wav2LipEngine",
+    "musetalk": "pipeline.engines.musetalk:MuseTalkEngine",
 }
 
 
