@@ -282,6 +282,9 @@ class BackgroundOptions:
                           **_UNIT)
     person_scale: float = opt(1.0, "person size: 1 fits the whole source frame in the output, 2 is twice that",
                               range=(0.1, 5.0), step=0.05)
+    matting: Literal["selfie", "rvm"] = opt(
+        "selfie", "person matte of video frames: selfie (MediaPipe, bundled) or rvm (Robust Video Matting, "
+        "GPL-3.0 weights: models pull rvm_mobilenetv3)", label="Matting")
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -188,7 +188,8 @@ class RenderSession:
             else:  # frames come back RGB: matted one by one, with the matter's temporal state
                 from pipeline.matting import create_matter
 
-                self.matter = create_matter()
+                rvm = background.matting == "rvm"  # a neural matter honours --random-weights
+                self.matter = create_matter(background.matting, **({"random_weights": opts.random_weights} if rvm else {}))
         else:
             opts = dataclasses.replace(opts, size=longest)
         self.opts = opts

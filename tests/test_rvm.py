@@ -231,3 +231,41 @@ def test_rvm_through_the_registry_on_both_backends(tmp_path: Path, monkeypatch: 
     finally:
         models.release("rvm_mobilenetv3")
         models.release("rvm_mobilenetv3_onnx")
+
+
+def test_a_render_session_mattes_frames_with_rvm(avatar, speech, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """BackgroundOptions.matting selects the matter of the frames an engine returns as RGB."""
+    import dataclasses
+
+    from pipeline import engines, models
+    from pipeline.engines.warp import WarpEngine
+    from pipeline.options import BackgroundOptions, RenderOptions
+    from pipeline.render import RenderSession
+
+    class RgbWarp(WarpEngine):  # the warp engine, but its frames come back without the matte
+        info = dataclasses.replace(WarpEngine.info, name="rgb_warp_test", carries_matte=False)
+
+    monkeypatch.setitem(engines.REGISTRY, "rgb_warp_test", f"{__name__}:_RgbWarp")
+    monkeypatch.setitem(globals(), "_RgbWarp", RgbWarp)
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(engines, "_instances", {})
+    with pytest.raises(InvalidOption):
+        BackgroundOptions(mode="color", matting="nope")  # type: ignore[arg-type]
+    opts = RenderOptions(engine="rgb_warp_test", size=128, random_weights=True)
+    session = RenderSession(avatar, speech, opts, BackgroundOptions(mode="color", matting="rvm"))
+    try:
+        assert isinstance(session.matter, RvmMatter)
+        frames = []
+        for frame in session.frames():
+            frames.append(frame)
+            if len(frames) == 2:
+                break
+        assert all(f.shape[:2] == (128, 128) for f in frames)
+    finally:
+        session.close()
+        models.release("rvm_mobilenetv3")
+    plain = RenderSession(avatar, speech, opts, BackgroundOptions(mode="color"))
+    try:
+        assert plain.matter is not None and plain.matter.name == "selfie"
+    finally:
+        plain.close()
