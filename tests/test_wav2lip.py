@@ -253,7 +253,7 @@ def test_engine_renders_one_frame_per_track_frame_on_a_photo(avatar, speech, tin
     from pipeline.render import plan
 
     engine = get_engine("wav2lip")
-    assert engine.info.sources == ("photo",) and engine.info.device == "any"
+    assert engine.info.sources == ("photo", "clip") and engine.info.device == "any"
     opts = RenderOptions(size=256, random_weights=True, head_motion=0.0, blinks=False, brows=0.0)
     rig = engine.prepare(avatar, opts)
     assert rig.model == TINY and engine.output_size(rig) == (256, 256) and rig.batch == 16
@@ -313,13 +313,48 @@ def test_render_session_streams_speech_parts_through_wav2lip(avatar, tiny_model)
     assert abs(session.n_frames - round(sum(p.duration for p in parts) * 25)) <= 1
 
 
+def test_engine_dubs_a_presenter_clip_frame_by_frame(tmp_path, speech, tiny_model, monkeypatch) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_video_avatar_fixtures import make_clip
+
+    import pipeline
+    from pipeline.engines import get_engine
+    from pipeline.engines.clip_fit import fit_frames
+    from pipeline.face.clip import CACHE_ENV, manifest_of, open_frames
+    from pipeline.options import RenderOptions
+    from pipeline.render import plan
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "clips"))
+    truth = make_clip(tmp_path / "presenter.mp4", 3.5, vfr=False, fps=25.0)
+    clip_avatar = pipeline.prepare_avatar(str(truth.path), fps=25.0)
+    engine = get_engine("wav2lip")
+    opts = RenderOptions(size=0, random_weights=True)
+    rig = engine.prepare(clip_avatar, opts)
+    assert rig.clip is not None and rig.eyes == [] and rig.head is None
+    tracks = plan(speech, opts)
+    frames = list(engine.render(rig, tracks, speech.audio))
+    assert len(frames) == tracks.n_frames and frames[0].shape[2] == 3
+    order, _ = fit_frames(tracks.n_frames, rig.clip.n_clip, rig.clip.speed, 25.0)
+    with open_frames(clip_avatar.clip) as reader:
+        first = int(manifest_of(clip_avatar.clip)["first"])
+        for i in (0, len(frames) // 2, len(frames) - 1):
+            src = reader[first + int(order[i])]
+            d = np.abs(frames[i].astype(int) - src.astype(int)).max(2)
+            lm = rig.clip.landmarks[int(order[i])]
+            assert d[int(lm[13, 1]), int(lm[13, 0])] > 0  # the mouth is redrawn on this very frame
+            ys, xs = np.nonzero(d > 3)
+            face_w = lm[454, 0] - lm[234, 0]
+            assert ys.min() > max(lm[145, 1], lm[374, 1]) and ys.max() <= lm[152, 1] + 0.6 * face_w  # below the eyes
+            assert xs.min() >= lm[234, 0] - 2 and xs.max() <= lm[454, 0] + 2  # inside the face
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", AVATAR_STUDIO_HOME=str(tmp_path / "home"), HF_HOME=str(tmp_path / "hf"),
-               AVATAR_DEVICE="cpu")
+               AVATAR_DEVICE="cpu", OMP_NUM_THREADS="1")  # one torch thread: see one_torch_thread
     env.pop("AVATAR_WAV2LIP_MODEL", None)
     return env
 

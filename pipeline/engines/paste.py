@@ -31,6 +31,7 @@ from pipeline.face import regions as R
 BOX_SCALE = 1.15  # box side / face-oval width (the eyes land about a quarter down, as in Wav2Lip's crops)
 CHIN_PAD = 0.08  # box bottom below the chin, in box sides (Wav2Lip pads its detector box down)
 MASK_TOP = -0.04  # mask top edge below the subnasale, mouth widths (above it: the feather ends on the upper lip)
+TOP_DROP = 0.35  # how much lower the mask's top edge sits at the cheeks than under the nose, mouth widths
 MASK_INSET = 0.88  # mask sides at this share of the jaw's half width
 MASK_DROP = 0.3  # how far the mask reaches below the chin, mouth widths (the jaw's travel)
 FEATHER = 0.06  # feather sigma, mouth widths
@@ -127,7 +128,11 @@ def face_geometry(lm: np.ndarray, size: int) -> FaceGeometry:
     pts.sort()
     left = chin_u + MASK_INSET * (jaw[:, 0].min() - chin_u)
     right = chin_u + MASK_INSET * (jaw[:, 0].max() - chin_u)
-    poly = np.array([(left, top)] + pts + [(right, top)], np.float64)
+    # the top edge is flat only under the nose: it drops towards the cheeks, so no straight line
+    # runs across the face
+    drop = TOP_DROP * W
+    ml, mr = c[61, 0] - 0.15 * W, c[291, 0] + 0.15 * W
+    poly = np.array([(left, top + drop)] + pts + [(right, top + drop), (mr, top), (ml, top)], np.float64)
     # the feather fades out inside the crop: the crop's own edges never show
     edge = 2.5 * max(0.6, FEATHER * W) + 1.0
     poly = np.clip(poly, edge, size - edge)

@@ -19,11 +19,13 @@ Which network: ``AVATAR_WAV2LIP_MODEL`` (a catalog name) when set, else the firs
 ``RenderOptions.random_weights`` the network (``wav2lip`` unless forced) is built with random
 weights whatever is present: the mouth is noise, the speed is the real one (tests, benches). ``AVATAR_DEVICE`` (auto, cpu, cuda) picks the device.
 
-Photo avatars only: a presenter clip is refused with the engines that animate clips.
+A presenter clip (:mod:`wav2lip_clip`): every fitted clip frame gets its own crop and new
+mouth, as Wav2Lip dubs a video; the presenter's own eyes and head motion stay.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -61,6 +63,7 @@ class Wav2LipRig:
     head: Any  # warp.HeadRig
     batch: int  # largest batch
     colour: P.ColourState = field(default_factory=P.ColourState)
+    clip: Any = None  # wav2lip_clip.ClipSource of a clip avatar (None: the photo ``image``)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -122,6 +125,13 @@ def prepare(avatar: Avatar, opts: RenderOptions) -> Wav2LipRig:
     random_weights = bool(getattr(opts, "random_weights", False))
     name = choose_model(random_weights)
     pred = _predictor(name, random_weights)
+    if avatar.kind == "clip":  # per render: the clip's cursor belongs to this session
+        from pipeline.engines.wav2lip_clip import prepare_clip_source
+
+        ref, source = prepare_clip_source(avatar, opts)
+        rig = _prepare(ref, dataclasses.replace(opts, size=0), name, pred, motion=False)
+        rig.clip = source
+        return rig
     key = (avatar.key, avatar.image.shape, opts.size, avatar.matte is not None, name, id(pred))
     with _cache_lock:
         rig = _cache.get(key)
@@ -138,7 +148,7 @@ def prepare(avatar: Avatar, opts: RenderOptions) -> Wav2LipRig:
                       rig.head, rig.batch)
 
 
-def _prepare(avatar: Avatar, opts: RenderOptions, name: str, pred: Any) -> Wav2LipRig:
+def _prepare(avatar: Avatar, opts: RenderOptions, name: str, pred: Any, motion: bool = True) -> Wav2LipRig:
     from pipeline.engines import warp as W
     from pipeline.face import regions as R
 
@@ -156,11 +166,13 @@ def _prepare(avatar: Avatar, opts: RenderOptions, name: str, pred: Any) -> Wav2L
     geom = P.face_geometry(lm, size)
     face_input = P.network_face(P.crop(image, geom))
     target = P.paste_target(image, geom)
-    eyes = [
-        W._prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
-        W._prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
-    ]
-    head = W._prepare_head(image, lm)
+    eyes, head = [], None
+    if motion:  # a photo: blinks and head motion from the tracks (a clip has its own)
+        eyes = [
+            W._prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
+            W._prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
+        ]
+        head = W._prepare_head(image, lm)
     device = str(getattr(pred, "device", "cpu"))
     batch = MAX_BATCH.get(device, MAX_BATCH["cpu"])
     log.info("wav2lip rig: %s (%d px) on %s, face box %.0f px, batch up to %d", name, size, device,
@@ -178,9 +190,11 @@ def batches(n: int, largest: int) -> list[tuple[int, int]]:
     return out
 
 
-def generate(rig: Wav2LipRig, mels: np.ndarray) -> np.ndarray:
-    """(B, S, S, 3) uint8 RGB mouths for a batch of (B, 1, 80, 16) mel windows."""
-    faces = np.repeat(rig.face_input[None], len(mels), axis=0)
+def generate(rig: Wav2LipRig, mels: np.ndarray, faces: np.ndarray | None = None) -> np.ndarray:
+    """(B, S, S, 3) uint8 RGB mouths for a batch of (B, 1, 80, 16) mel windows and (B, 6, S, S)
+    face inputs (default: the photo's, repeated)."""
+    if faces is None:
+        faces = np.repeat(rig.face_input[None], len(mels), axis=0)
     out = rig.predictor.run({"mel": mels, "face": faces})
     arr = next(iter(out.values())) if "out" not in out else out["out"]
     bgr = np.transpose(arr, (0, 2, 3, 1))[..., ::-1]
@@ -195,6 +209,9 @@ def render(rig: Wav2LipRig, tracks: Tracks, audio: AudioClip) -> Iterator[Frame]
     if n == 0:
         return
     mels = frame_windows(audio, n, tracks.fps)
+    if rig.clip is not None:
+        yield from _render_clip(rig, mels)
+        return
     blink, brow, gaze = tracks.get("blink"), tracks.get("brow"), tracks.get("gaze")
     yaw, pitch, roll = tracks.get("yaw"), tracks.get("pitch"), tracks.get("roll")
     ranges = batches(n, rig.batch)
@@ -216,11 +233,40 @@ def render(rig: Wav2LipRig, tracks: Tracks, audio: AudioClip) -> Iterator[Frame]
                 yield out
 
 
+def _clip_batch(rig: Wav2LipRig, mels: np.ndarray, ks: np.ndarray) -> tuple[list, list, np.ndarray]:
+    """Decode, crop and run one batch of clip frames (on the worker thread)."""
+    from pipeline.engines.wav2lip_clip import frame_inputs
+
+    frames, targets, faces = [], [], []
+    for k in ks:
+        frame = rig.clip.frame(int(k))
+        face, target = frame_inputs(frame, rig.clip.landmarks[int(k)], rig.geom.size)
+        frames.append(frame)
+        targets.append(target)
+        faces.append(face)
+    return frames, targets, generate(rig, mels, np.stack(faces))
+
+
+def _render_clip(rig: Wav2LipRig, mels: np.ndarray) -> Iterator[Frame]:
+    order = rig.clip.order(len(mels))
+    ranges = batches(len(mels), rig.batch)
+    with ThreadPoolExecutor(1, thread_name_prefix="wav2lip-clip") as pool:
+        pending: Future = pool.submit(_clip_batch, rig, mels[ranges[0][0]:ranges[0][1]], order[ranges[0][0]:ranges[0][1]])
+        for k, (a, b) in enumerate(ranges):
+            frames, targets, mouths = pending.result()
+            if k + 1 < len(ranges):
+                a2, b2 = ranges[k + 1]
+                pending = pool.submit(_clip_batch, rig, mels[a2:b2], order[a2:b2])
+            for frame, target, mouth in zip(frames, targets, mouths):
+                P.paste(frame, mouth, target, rig.colour)
+                yield frame
+
+
 class Wav2LipEngine:
     """Audio-driven lower face from a Wav2Lip-class network (see the module docstring)."""
 
     info = EngineInfo(
-        "wav2lip", sources=("photo",), carries_matte=True, device="any",
+        "wav2lip", sources=("photo", "clip"), carries_matte=True, device="any",
         summary="Wav2Lip network redraws the mouth from the audio (weights: models pull wav2lip_gan; GPU advised)",
     )
 
