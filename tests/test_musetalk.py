@@ -58,7 +58,8 @@ def test_full_size_key_names(full_size: dict[str, torch.nn.Module]) -> None:
     assert unet["down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"] == (320, 384)
     assert unet["down_blocks.2.attentions.1.transformer_blocks.0.ff.net.0.proj.weight"] == (10240, 1280)
     assert unet["down_blocks.0.downsamplers.0.conv.weight"] == (320, 320, 3, 3)
-    assert "down_blocks.3.downsamplers.0.conv.weight" not in unet and "down_blocks.3.attentions.0.norm.weight" not in unet
+    assert "down_blocks.3.downsamplers.0.conv.weight" not in unet
+    assert "down_blocks.3.attentions.0.norm.weight" not in unet
     assert unet["mid_block.attentions.0.proj_in.weight"] == (1280, 1280, 1, 1)
     assert unet["up_blocks.0.resnets.0.conv1.weight"] == (1280, 2560, 3, 3)
     assert unet["up_blocks.3.resnets.0.conv_shortcut.weight"] == (320, 640 + 320, 1, 1)

@@ -114,7 +114,8 @@ class Transformer2DModel(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
         self.proj_in = nn.Conv2d(channels, channels, 1)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(channels, heads, channels // heads, context_dim)])
+        block = BasicTransformerBlock(channels, heads, channels // heads, context_dim)
+        self.transformer_blocks = nn.ModuleList([block])
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
@@ -147,8 +148,18 @@ class Upsample2D(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
 
     def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest") if size is None else F.interpolate(x, size, mode="nearest")
+        if size is None:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        else:
+            x = F.interpolate(x, size, mode="nearest")
         return self.conv(x)
+
+
+def _attentions(channels: int, heads: int, context_dim: int, groups: int, n: int) -> nn.ModuleList | None:
+    """``n`` spatial transformers (cross-attention blocks), or None for plain blocks (``heads`` 0)."""
+    if not heads:
+        return None
+    return nn.ModuleList([Transformer2DModel(channels, heads, context_dim, groups) for _ in range(n)])
 
 
 class DownBlock(nn.Module):
@@ -159,13 +170,14 @@ class DownBlock(nn.Module):
         context_dim: int = 0, groups: int = 32, eps: float = 1e-5, down_padding: int = 1,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.resnets = nn.ModuleList([ResnetBlock2D(cin if i == 0 else cout, cout, temb, groups, eps) for i in range(layers)])
-        self.attentions = (
-            nn.ModuleList([Transformer2DModel(cout, heads, context_dim, groups) for _ in range(layers)]) if heads else None
-        )
+        self.resnets = nn.ModuleList(
+            [ResnetBlock2D(cin if i == 0 else cout, cout, temb, groups, eps) for i in range(layers)])
+        self.attentions = _attentions(cout, heads, context_dim, groups, layers)
         self.downsamplers = nn.ModuleList([Downsample2D(cout, down_padding)]) if add_down else None
 
-    def forward(self, x: Tensor, temb: Tensor | None = None, context: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+    def forward(
+        self, x: Tensor, temb: Tensor | None = None, context: Tensor | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
         skips: list[Tensor] = []
         for i, resnet in enumerate(self.resnets):
             x = resnet(x, temb)
@@ -194,9 +206,7 @@ class UpBlock(nn.Module):
             extra = (cin if i == layers - 1 else cout) if skip else 0
             resnets.append(ResnetBlock2D(res_in + extra, cout, temb, groups, eps))
         self.resnets = nn.ModuleList(resnets)
-        self.attentions = (
-            nn.ModuleList([Transformer2DModel(cout, heads, context_dim, groups) for _ in range(layers)]) if heads else None
-        )
+        self.attentions = _attentions(cout, heads, context_dim, groups, layers)
         self.upsamplers = nn.ModuleList([Upsample2D(cout)]) if add_up else None
 
     def forward(

@@ -245,7 +245,9 @@ def build_vae(weights: Path | None = None, part: Literal["encoder", "decoder", "
     if path is not None:
         sd_vae.load_into(vae, read_state(path))
         log.info("loaded the SD VAE from %s", path)
-    module: nn.Module = vae if part == "both" else (sd_vae.VaeEncode(vae) if part == "encoder" else sd_vae.VaeDecode(vae))
+    module: nn.Module = vae
+    if part != "both":
+        module = sd_vae.VaeEncode(vae) if part == "encoder" else sd_vae.VaeDecode(vae)
     return module.eval()
 
 

@@ -54,7 +54,8 @@ class Decoder(nn.Module):
         self.mid_block = MidBlock(rev[0], None, groups=groups, eps=EPS)
         blocks, prev = [], rev[0]
         for i, w in enumerate(rev):
-            blocks.append(UpBlock(prev, w, prev, None, layers + 1, i < len(rev) - 1, groups=groups, eps=EPS, skip=False))
+            last = i == len(rev) - 1
+            blocks.append(UpBlock(prev, w, prev, None, layers + 1, not last, groups=groups, eps=EPS, skip=False))
             prev = w
         self.up_blocks = nn.ModuleList(blocks)
         self.conv_norm_out = nn.GroupNorm(groups, prev, eps=EPS)
