@@ -275,6 +275,23 @@ def test_engine_renders_one_frame_per_track_frame_on_a_photo(avatar, speech, tin
     assert again.predictor is rig.predictor and again.geom is rig.geom
 
 
+def test_engine_gives_the_same_mouths_on_torch_and_onnx_runtime(avatar, tiny_model) -> None:
+    import dataclasses
+
+    from pipeline import models
+    from pipeline.engines import get_engine
+    from pipeline.engines.wav2lip import generate
+    from pipeline.options import RenderOptions
+
+    rig = get_engine("wav2lip").prepare(avatar, RenderOptions(size=256, random_weights=True))
+    onnx = dataclasses.replace(rig, predictor=models.predictor(TINY, backend="onnx", device="cpu", random_weights=True))
+    mels = np.random.default_rng(3).uniform(-4, 4, (3, 1, 80, 16)).astype(np.float32)
+    a, b = generate(rig, mels), generate(onnx, mels)  # device-side uint8 vs numpy conversion
+    assert a.shape == b.shape == (3, 96, 96, 3) and a.dtype == b.dtype == np.uint8
+    assert int(np.abs(a.astype(int) - b.astype(int)).max()) <= 1
+    assert float(a.std()) > 1.0
+
+
 def test_engine_carries_the_matte_and_applies_blinks(avatar, speech, tiny_model) -> None:
     import dataclasses
 

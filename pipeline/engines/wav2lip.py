@@ -64,6 +64,7 @@ class Wav2LipRig:
     batch: int  # largest batch
     colour: P.ColourState = field(default_factory=P.ColourState)
     clip: Any = None  # wav2lip_clip.ClipSource of a clip avatar (None: the photo ``image``)
+    face_tensor: Any = None  # face_input on the predictor's device (torch backend)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -132,20 +133,31 @@ def prepare(avatar: Avatar, opts: RenderOptions) -> Wav2LipRig:
         rig = _prepare(ref, dataclasses.replace(opts, size=0), name, pred, motion=False)
         rig.clip = source
         return rig
-    key = (avatar.key, avatar.image.shape, opts.size, avatar.matte is not None, name, id(pred))
+    key = (avatar.key, _digest(avatar), opts.size, name, id(pred))
     with _cache_lock:
         rig = _cache.get(key)
         if rig is not None:
             _cache.move_to_end(key)
-            return Wav2LipRig(rig.image, rig.model, rig.predictor, rig.geom, rig.face_input, rig.target,
-                              rig.eyes, rig.head, rig.batch)
+            return dataclasses.replace(rig, colour=P.ColourState())  # shared arrays, own colour state
     rig = _prepare(avatar, opts, name, pred)
     with _cache_lock:
         _cache[key] = rig
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    return Wav2LipRig(rig.image, rig.model, rig.predictor, rig.geom, rig.face_input, rig.target, rig.eyes,
-                      rig.head, rig.batch)
+    return dataclasses.replace(rig, colour=P.ColourState())
+
+
+def _digest(avatar: Avatar) -> str:
+    """A cheap fingerprint of what the rig is made from: a session may hand in the same avatar
+    key with a prepared still (background work) or a matte."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    h.update(repr(avatar.image.shape).encode())
+    h.update(np.ascontiguousarray(avatar.image[::5, ::5]).tobytes())
+    if avatar.matte is not None:
+        h.update(np.ascontiguousarray(np.asarray(avatar.matte)[::5, ::5]).tobytes())
+    return h.hexdigest()
 
 
 def _prepare(avatar: Avatar, opts: RenderOptions, name: str, pred: Any, motion: bool = True) -> Wav2LipRig:
@@ -193,12 +205,30 @@ def batches(n: int, largest: int) -> list[tuple[int, int]]:
 def generate(rig: Wav2LipRig, mels: np.ndarray, faces: np.ndarray | None = None) -> np.ndarray:
     """(B, S, S, 3) uint8 RGB mouths for a batch of (B, 1, 80, 16) mel windows and (B, 6, S, S)
     face inputs (default: the photo's, repeated)."""
+    pred = rig.predictor
+    if hasattr(pred, "run_tensors"):  # torch: the photo's face stays on the device, uint8 made there
+        return _generate_torch(rig, pred, mels, faces)
     if faces is None:
         faces = np.repeat(rig.face_input[None], len(mels), axis=0)
-    out = rig.predictor.run({"mel": mels, "face": faces})
-    arr = next(iter(out.values())) if "out" not in out else out["out"]
+    out = pred.run({"mel": mels, "face": faces})
+    arr = out["out"] if "out" in out else next(iter(out.values()))
     bgr = np.transpose(arr, (0, 2, 3, 1))[..., ::-1]
     return np.clip(bgr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _generate_torch(rig: Wav2LipRig, pred: Any, mels: np.ndarray, faces: np.ndarray | None) -> np.ndarray:
+    import torch
+
+    if faces is None:
+        if rig.face_tensor is None:
+            rig.face_tensor = pred._tensor("face", rig.face_input[None])
+        face = rig.face_tensor.expand(len(mels), -1, -1, -1)
+    else:
+        face = faces
+    out = pred.run_tensors({"mel": mels, "face": face})
+    t = out["out"] if "out" in out else next(iter(out.values()))
+    u8 = (t.flip(1).permute(0, 2, 3, 1).float() * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)  # BGR -> RGB
+    return u8.cpu().numpy()
 
 
 def render(rig: Wav2LipRig, tracks: Tracks, audio: AudioClip) -> Iterator[Frame]:
