@@ -36,10 +36,11 @@ def licence_of(dist) -> str:
 
 def main() -> None:
     wanted = set()
-    req = Path(__file__).resolve().parents[1] / "requirements.txt"
-    for line in req.read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
-            wanted.add(line.split("==")[0].strip().lower().replace("_", "-"))
+    root = Path(__file__).resolve().parents[1]
+    for req in (root / "requirements.txt", root / "requirements-gpu.txt"):  # the GPU set: torch, onnxruntime-gpu
+        for line in req.read_text().splitlines() if req.is_file() else []:
+            if "==" in line and not line.startswith("#"):
+                wanted.add(line.split("==")[0].strip().lower().replace("_", "-"))
     print("| package | version | licence |\n|---|---|---|")
     for d in sorted(distributions(), key=lambda d: d.metadata["Name"].lower()):
         name = d.metadata["Name"]
@@ -48,6 +49,15 @@ def main() -> None:
     print("\n| model / data | licence |\n|---|---|")
     for name, lic in MODELS:
         print(f"| {name} | {lic} |")
+    print("\n| neural model (downloaded only on request: `launch.py models pull`) | code | weights |\n|---|---|---|")
+    import sys
+
+    sys.path.insert(0, str(root))
+    from pipeline.models import catalog
+
+    for spec in catalog().values():
+        where = f"`{spec.repo_id}` {', '.join(f.filename for f in spec.files)}" if spec.repo_id else "no public checkpoint"
+        print(f"| {spec.name}: {spec.title} ({where}) | {spec.code_licence} | {spec.weights_licence} |")
 
 
 if __name__ == "__main__":
