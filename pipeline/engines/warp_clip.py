@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.engines.clip_fit import STABLE, continue_frames, fit_frames, head_speed, turning_points
 from pipeline.errors import InvalidOption
+from pipeline.export.yuv import I420Patcher, with_i420
 from pipeline.face import regions as R
 from pipeline.media.clip_frames import BlockReader
 from pipeline.media.image import resize_to
@@ -247,17 +248,19 @@ def _like(new: Avatar, old: Avatar) -> Avatar:
     return dataclasses.replace(new, image=image, face=dataclasses.replace(new.face, landmarks=lm))
 
 
-def _prefetch(rig: ClipRig, order: np.ndarray) -> Iterator[np.ndarray]:
-    """The clip frames in ``order``, at output size, decoded on a second thread (a few
-    frames: on this one)."""
+def _prefetch(rig: ClipRig, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """The clip frames in ``order`` at output size, each with its decoded I420 planes (None
+    when it was resized), decoded on a second thread (a few frames: on this one)."""
     size = rig.size
     frames = rig.frames()
 
-    def get(i: int) -> np.ndarray:
-        f = frames[rig.first + int(i)]
+    def get(i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        k = rig.first + int(i)
+        f = frames[k]
         if (f.shape[1], f.shape[0]) != size:
-            return cv2.resize(f, size, interpolation=cv2.INTER_AREA if size[0] < f.shape[1] else cv2.INTER_LINEAR)
-        return f.copy()
+            interp = cv2.INTER_AREA if size[0] < f.shape[1] else cv2.INTER_LINEAR
+            return cv2.resize(f, size, interpolation=interp), None
+        return f.copy(), frames.i420(k)
 
     if len(order) <= 2:
         for i in order:
@@ -303,7 +306,8 @@ def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
     patch4 = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
     patch4[..., 3] = np.round(rig.mask * 255).astype(np.uint8)
     last: tuple[float, ...] | None = None
-    for i, frame in enumerate(_prefetch(rig, order)):
+    patch = I420Patcher()
+    for i, (frame, i420) in enumerate(_prefetch(rig, order)):
         c = {k: float(v[i]) for k, v in chans.items()}
         key = tuple(c.values())
         if key != last:  # the same mouth as the frame before (a pause) is not drawn again
@@ -315,7 +319,7 @@ def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
         dx0, dy0 = np.maximum(np.floor(dst.min(0)).astype(int) - 1, 0)
         dx1, dy1 = np.minimum(np.ceil(dst.max(0)).astype(int) + 2, [W, H])
         if dx1 <= dx0 or dy1 <= dy0:
-            yield frame
+            yield _out(frame, i420)
             continue
         M = A.copy()
         M[:, 2] = A[:, :2] @ np.array([x0, y0], np.float32) + A[:, 2] - np.array([dx0, dy0], np.float32)
@@ -329,7 +333,7 @@ def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
         if edge and not rig.found[int(order[i])]:
             gained = cv2.multiply(rgb, (float(gain[0]), float(gain[1]), float(gain[2]), 0.0))
             if float(np.mean(cv2.mean(cv2.absdiff(region, gained), mask=ring)[:3])) > OCCLUDED:
-                yield frame  # the face is not there to draw a mouth on
+                yield _out(frame, i420)  # the face is not there to draw a mouth on
                 continue
         if edge:  # colour match, smoothed over frames
             have = np.array(cv2.mean(rgb, mask=ring)[:3])
@@ -340,4 +344,13 @@ def render(rig: ClipRig, tracks: Tracks) -> Iterator[Frame]:
         a = alpha.astype(np.float32)
         a *= np.float32(1 / 255.0)
         region[:] = cv2.blendLinear(src, np.ascontiguousarray(region), a, 1.0 - a)
-        yield frame
+        yield _out(frame, i420, (int(dx0), int(dy0), int(dx1), int(dy1)), patch)
+
+
+def _out(frame: np.ndarray, i420: np.ndarray | None, changed: tuple[int, int, int, int] | None = None,
+         patch: I420Patcher | None = None) -> Frame:
+    """The output frame, carrying its I420 planes when the clip frame's are known: those with
+    the ``changed`` rectangle converted in (an H.264 writer then converts nothing else)."""
+    if i420 is None:
+        return frame
+    return with_i420(frame, patch(i420, frame, changed) if patch is not None and changed is not None else i420)

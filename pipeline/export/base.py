@@ -35,6 +35,7 @@ from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTr
 
 from pipeline.errors import InvalidOption, UnsupportedMedia
 from pipeline.export.readback import has_alpha
+from pipeline.export.yuv import i420_of
 from pipeline.media.audio import resample
 from pipeline.options import ExportOptions
 from pipeline.timing import fps_fraction
@@ -70,8 +71,9 @@ def check_fps(fps: Any) -> Fraction:
 
 
 def check_frame(frame: Any, width: int, height: int) -> np.ndarray:
-    """``frame`` as a uint8 ``(height, width, 3 or 4)`` array, or ValueError."""
-    arr = np.asarray(frame)
+    """``frame`` as a uint8 ``(height, width, 3 or 4)`` array, or ValueError (a frame that
+    carries its YUV planes, ``pipeline.export.yuv.YuvFrame``, is kept as it is)."""
+    arr = np.asanyarray(frame)
     if arr.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {arr.dtype}")
     if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[:2] != (height, width):
@@ -135,7 +137,8 @@ class ColorConverter:
     """RGB(A) uint8 arrays to PyAV frames in one YUV(A) pixel format, BT.709 limited range.
 
     When the target has an alpha plane, RGB input gets an opaque one; when it has none,
-    the input's alpha is dropped.
+    the input's alpha is dropped. A frame that carries its picture as I420 already
+    (:class:`pipeline.export.yuv.YuvFrame`) goes to a "yuv420p" target as it is.
     """
 
     def __init__(self, pix_fmt: str) -> None:
@@ -144,6 +147,12 @@ class ColorConverter:
         self._sws = VideoReformatter()
 
     def __call__(self, arr: np.ndarray) -> av.VideoFrame:
+        if self.pix_fmt == "yuv420p":
+            i420 = i420_of(arr)
+            if i420 is not None and i420.shape == (arr.shape[0] * 3 // 2, arr.shape[1]):
+                frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+                frame.colorspace, frame.color_range = Colorspace.ITU709, ColorRange.MPEG
+                return frame
         if self.alpha:
             if arr.shape[2] == 3:
                 arr = np.dstack([arr, np.full(arr.shape[:2], 255, np.uint8)])

@@ -45,7 +45,7 @@ from pipeline.types import Avatar, Clip, FaceInfo
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "AVATAR_STUDIO_CACHE"
-VERSION = 5  # of the prepared clip's layout and method; a change prepares every clip again
+VERSION = 6  # of the prepared clip's layout and method; a change prepares every clip again (6: BT.709 store)
 MANIFEST = "manifest.json"
 
 

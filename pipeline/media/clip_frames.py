@@ -13,7 +13,8 @@ repeated or left out only where the timelines say so, never by counting frames.
 :class:`BlockWriter` / :class:`BlockReader`: the normalised frames are stored once as
 H.264 with a keyframe every :data:`BLOCK` frames and no B-frames, so any frame is one seek
 and at most ``BLOCK`` decodes away, and a block read backwards (a ping-pong loop) costs
-what reading it forwards does.
+what reading it forwards does. The store is BT.709 limited range, what the writers encode, so
+a render can hand a frame's decoded planes to the encoder as they are (``BlockReader.i420``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from pipeline import timing
 from pipeline.errors import UnsupportedMedia
+from pipeline.export.yuv import to_i420, to_rgb
 from pipeline.media.video import VideoReader
 
 log = logging.getLogger(__name__)
@@ -159,12 +161,14 @@ class BlockWriter:
         })
         self._s.width, self._s.height, self._s.pix_fmt = size[0], size[1], "yuv420p"
         self._s.time_base = Fraction(1, 1) / rate
+        cc = self._s.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, limited range
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[..., :3]), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(to_i420(image[..., :3]), format="yuv420p")
         frame.pts = self.frames
         self._c.mux(self._s.encode(frame))
         self.frames += 1
@@ -183,9 +187,9 @@ class BlockWriter:
 
 
 class BlockReader:
-    """Random access to the frames of a :class:`BlockWriter` file: ``reader[i]`` decodes the block
-    holding frame ``i`` (kept with the one before, so forward and backward runs decode each
-    block once)."""
+    """Random access to the frames of a :class:`BlockWriter` file: ``reader[i]`` (RGB) decodes the
+    block holding frame ``i`` (kept with the one before, so forward and backward runs decode each
+    block once); ``reader.i420(i)`` is the same frame's decoded planes (read-only)."""
 
     def __init__(self, path: str | Path, n_frames: int, fps: float, keep: int = 2) -> None:
         import av
@@ -200,17 +204,26 @@ class BlockReader:
                 f"The prepared clip '{self.path}' cannot be read ({exc}); prepare it again."
             ) from exc
         self._s = self._c.streams.video[0]
-        self._s.thread_type = "AUTO"
+        # one decoding thread: a render's other threads keep the cores busy, and frame threads
+        # cost ~40 % more CPU per frame here (and a refill after every seek)
+        self._s.thread_type = "NONE"
         self._tb = float(self._s.time_base)
         self._start = int(self._s.start_time or 0)
         self._fps = float(timing.fps_fraction(fps))
-        self._blocks: "OrderedDict[int, list[np.ndarray]]" = OrderedDict()
+        self._blocks: "OrderedDict[int, list[tuple[np.ndarray, np.ndarray]]]" = OrderedDict()
         self.decoded = 0  # frames decoded so far (tests, benchmarks)
 
     def __len__(self) -> int:
         return self.n_frames
 
     def __getitem__(self, i: int) -> np.ndarray:
+        return self._frame(i)[0]
+
+    def i420(self, i: int) -> np.ndarray:
+        """Frame ``i`` as decoded: I420, BT.709 limited range, ``(H * 3 // 2, W)``, read-only."""
+        return self._frame(i)[1]
+
+    def _frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         i = min(max(int(i), 0), self.n_frames - 1)
         b = i // BLOCK
         block = self._blocks.get(b)
@@ -223,17 +236,20 @@ class BlockReader:
             self._blocks.move_to_end(b)
         return block[min(i - b * BLOCK, len(block) - 1)]
 
-    def _decode(self, b: int) -> list[np.ndarray]:
+    def _decode(self, b: int) -> list[tuple[np.ndarray, np.ndarray]]:
         first = b * BLOCK
         want = min(BLOCK, self.n_frames - first)
         target = self._start + int(round(first / self._fps / self._tb))
         self._c.seek(target, stream=self._s, backward=True, any_frame=False)
-        out: list[np.ndarray] = []
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for frame in self._c.decode(self._s):
             k = first + len(out) if frame.pts is None else int(round((frame.pts - self._start) * self._tb * self._fps))
             if k < first:
                 continue
-            out.append(frame.to_ndarray(format="rgb24"))
+            rgb = to_rgb(frame)
+            planes = frame.to_ndarray() if frame.format.name == "yuv420p" else to_i420(rgb)
+            planes.flags.writeable = False
+            out.append((rgb, planes))
             self.decoded += 1
             if len(out) >= want:
                 break
