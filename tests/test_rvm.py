@@ -195,6 +195,24 @@ def test_matter_carries_recurrent_state(net: torch.nn.Module) -> None:
     assert not any(np.shares_memory(r, q) for r, q in zip(s1.rec, s2.rec))
 
 
+def test_device_path_keeps_tensors_and_matches_the_numpy_path(net: torch.nn.Module) -> None:
+    pred = _predictor(net)
+    if not hasattr(pred, "run_tensors"):
+        pytest.skip("the torch backend has no run_tensors")
+    host = RvmMatter(predictor=pred, downsample_ratio=0.5)
+    dev = RvmMatter(predictor=pred, downsample_ratio=0.5)
+    assert not host.on_device  # a CPU predictor goes through numpy
+    dev.on_device = True  # what a CUDA predictor gets: exercised here on the CPU
+    s_host = s_dev = None
+    for seed in (1, 2, 3):
+        a_host, s_host = host.matte(_frame(72, 96, seed), s_host)
+        a_dev, s_dev = dev.matte(_frame(72, 96, seed), s_dev)
+        assert isinstance(a_dev, np.ndarray) and a_dev.shape == (72, 96)
+        assert np.abs(a_host - a_dev).max() < 1e-5
+    assert all(isinstance(r, torch.Tensor) for r in s_dev.rec)
+    assert s_dev.frames == 3
+
+
 def test_matter_resets_on_a_new_size(net: torch.nn.Module) -> None:
     matter = RvmMatter(predictor=_predictor(net))  # ratio chosen per size: 1 for small frames
     _, s1 = matter.matte(_frame(72, 96, 1))

@@ -59,7 +59,7 @@ class RvmState:
 
     size: tuple[int, int]  # (h, w) of the clip's frames
     ratio: float  # downsample_ratio the states were computed at
-    rec: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # r1 .. r4 (B x C x h x w)
+    rec: tuple[Any, ...]  # r1 .. r4 (B x C x h x w): numpy, or torch tensors on the device
     frames: int  # frames seen since the state started
 
 
@@ -108,6 +108,9 @@ class RvmMatter:
                 random_weights=random_weights, local_path=local_path,
             )  # fmt: skip
         self.predictor = predictor  # casts the float32 inputs to the network's precision itself
+        # a torch predictor on an accelerator: the frame goes up as uint8 and the recurrent
+        # states stay on the device between frames (no round trip through the host)
+        self.on_device = hasattr(predictor, "run_tensors") and str(getattr(predictor, "device", "cpu")) != "cpu"
 
     def ratio_for(self, height: int, width: int) -> float:
         """The downsample ratio used for frames of this size."""
@@ -135,9 +138,9 @@ class RvmMatter:
             alpha, state = self.matte(image, state)
         return alpha
 
-    def _run(
-        self, frame: np.ndarray, rec: tuple[np.ndarray, ...], ratio: float
-    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def _run(self, frame: np.ndarray, rec: tuple[Any, ...], ratio: float) -> tuple[np.ndarray, tuple[Any, ...]]:
+        if self.on_device:
+            return self._run_tensors(frame, rec, ratio)
         src = np.ascontiguousarray(frame.transpose(2, 0, 1)[None], dtype=np.float32)
         src *= np.float32(1.0 / 255.0)
         feeds = dict(zip(INPUTS, (src, *rec, np.array([ratio], np.float32))))
@@ -151,3 +154,14 @@ class RvmMatter:
         alpha = np.clip(pha, 0.0, 1.0)
         new_rec = tuple(np.ascontiguousarray(out[k], dtype=np.float32) for k in OUTPUTS[2:])
         return alpha, new_rec  # type: ignore[return-value]
+
+    def _run_tensors(self, frame: np.ndarray, rec: tuple[Any, ...], ratio: float) -> tuple[np.ndarray, tuple[Any, ...]]:
+        """The same step with torch tensors on the predictor's device (states kept there)."""
+        import torch
+
+        dev = torch.device(str(self.predictor.device))
+        src = torch.from_numpy(frame).to(dev, non_blocking=True).permute(2, 0, 1)[None].float() * (1.0 / 255.0)
+        feeds = dict(zip(INPUTS, (src, *rec, torch.tensor([ratio], dtype=torch.float32))))
+        out = self.predictor.run_tensors(feeds)
+        alpha = out["pha"][0, 0].float().clamp(0.0, 1.0).cpu().numpy()
+        return alpha, tuple(out[k] for k in OUTPUTS[2:])
