@@ -127,37 +127,44 @@ def speak_parts(text: str, opts: VoiceOptions = VoiceOptions(), first_chars: int
 def recording_parts(clip: AudioClip, text: str = "", timing: str = "auto", language: str = "en") -> Iterator[Speech]:
     """A decoded recording as parts that cover it exactly: part ``i`` runs from the start
     of speech segment ``i`` (0 for the first) to the start of the next (the end for the
-    last), with that segment's phones (None: the acoustic path animates it)."""
-    from pipeline.speech.segment_timing import iter_segments
+    last), with that segment's phones (None: the acoustic path animates it).
+
+    The segments are found first (a pass over the levels), so part ``i`` is yielded as soon
+    as segment ``i`` is timed: the first part waits for the first segment's timing only,
+    not the second's too."""
+    from pipeline.media.audio import resample
+    from pipeline.speech import segments as seg
+    from pipeline.speech.segment_timing import SR, iter_segments
 
     rate = clip.rate
     n = len(clip.samples)
-    pending = None
+    clip16 = clip if rate == SR else resample(clip, SR)
+    spans = seg.split(clip16)
+    # without a transcript only the 16 kHz analysis copy is read (no second resample);
+    # a transcript is aligned against the recording as it is
+    source = clip if text.strip() else clip16
+    bounds = [0] + [min(n, int(round(s.start * rate))) for s in spans[1:]] + [n]
     at = 0  # sample where the next part starts
 
-    def cut(seg, end: int) -> Speech:
+    def cut(timed, end: int) -> Speech:
         t0 = at / rate
         phones = None
-        if seg.phonemes is not None:
+        if timed.phonemes is not None:
             phones = tuple(
                 Phoneme(p.symbol, max(0.0, p.start - t0), min(end / rate, p.end) - t0, p.stress)
-                for p in seg.phonemes
+                for p in timed.phonemes
                 if p.end > t0 and p.start < end / rate
             )
             phones = _fill_pauses(phones, (end - at) / rate)
         return Speech(AudioClip(clip.samples[at:end], rate), phones, text=text,
-                      source=seg.source if seg.phonemes is not None else "acoustic", language=language)
+                      source=timed.source if timed.phonemes is not None else "acoustic", language=language)
 
-    for seg in iter_segments(clip, text, timing, language):
-        if pending is not None:
-            end = min(n, max(at, int(round(seg.start * rate))))
-            yield cut(pending, end)
-            at = end
-        pending = seg
-    if pending is not None:
-        yield cut(pending, n)
-    elif n:  # no speech found at all: the whole clip as one acoustic part
-        yield Speech(clip, None, text=text, source="acoustic", language=language)
+    for k, timed in enumerate(iter_segments(source, text, timing, language, spans=spans)):
+        end = n if k + 1 >= len(spans) else max(at, bounds[k + 1])
+        yield cut(timed, end)
+        at = end
+    if at < n:  # no speech found at all (or fewer timed segments than found): the rest as acoustic
+        yield Speech(AudioClip(clip.samples[at:], rate), None, text=text, source="acoustic", language=language)
 
 
 def _fill_pauses(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme, ...]:
