@@ -58,7 +58,8 @@ def test_full_size_generator_has_the_published_layout_and_loads_a_dataparallel_c
     net = build()
     assert parameter_count(net) == 36_298_035  # the published generator: ~36.3 M
     sd = net.state_dict()
-    assert {k.split(".")[0] for k in sd} == {"face_encoder_blocks", "audio_encoder", "face_decoder_blocks", "output_block"}
+    top = {k.split(".")[0] for k in sd}
+    assert top == {"face_encoder_blocks", "audio_encoder", "face_decoder_blocks", "output_block"}
     assert len(sd) == 352
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     assert shapes["face_encoder_blocks.0.0.conv_block.0.weight"] == (16, 6, 7, 7)

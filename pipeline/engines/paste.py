@@ -15,8 +15,9 @@ box, so no box edge or seam shows. Before blending:
   mask's feathered ring (where the two meet), smoothed over frames (:class:`ColourState`);
 - detail: a 96 px crop upscaled to a 200 px face is soft. Outside the lips the source's
   own fine detail (the frame minus its blur at the upscale's scale: skin texture, stubble,
-  pores) is added back; on the lips and the mouth opening, where the source's detail would
-  be wrong, the generated pixels get an unsharp mask instead.
+  pores; clipped, so no strong edge is copied) is added back; on the lips and the mouth
+  opening, where the source's detail would be wrong, the generated pixels get an unsharp
+  mask instead. A 256 px network (``wav2lip_256``) is preferred when its weights are present.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ MASK_DROP = 0.3  # how far the mask reaches below the chin, mouth widths (the ja
 FEATHER = 0.06  # feather sigma, mouth widths
 LIP_GROW = 0.12  # lip zone (no source detail, unsharp instead) beyond the outer lip, mouth widths
 UNSHARP = 0.6  # unsharp amount on the lips
+DETAIL_LIMIT = 12.0  # source detail added back, at most this many grey levels
 STD_LIMIT = (0.6, 1.6)  # colour match: bounds of the std ratio per Lab channel
 SHIFT_LIMIT = 25.0  # ... and of the mean shift (Lab units, 8-bit scaled)
 COLOUR_EMA = 0.35  # smoothing of the colour statistics over frames
@@ -179,6 +181,7 @@ class PasteTarget:
     detail: np.ndarray  # (h, w, 3) float32 source detail (source minus its blur)
     ring: np.ndarray  # (h, w) uint8: where the colours are compared
     sigma: float  # blur of the detail split, ROI pixels
+    detail_amount: float  # 0 when the crop is as fine as the frame (no detail is missing) .. 1 from 2x upscaling
 
 
 def paste_target(image: np.ndarray, geom: FaceGeometry) -> PasteTarget:
@@ -191,9 +194,12 @@ def paste_target(image: np.ndarray, geom: FaceGeometry) -> PasteTarget:
     lips = cv2.warpAffine(geom.lips, M_roi, size, flags=cv2.INTER_LINEAR, borderValue=0)
     src = image[y0:y1, x0:x1, :3].astype(np.float32)
     sigma = max(0.8, 0.6 * geom.scale)
-    detail = src - cv2.GaussianBlur(src, (0, 0), sigma)
+    # texture only: strong edges (the chin's contour) are clipped, so a jaw that drops in the
+    # generated face leaves no ghost of the source's edge behind
+    detail = np.clip(src - cv2.GaussianBlur(src, (0, 0), sigma), -DETAIL_LIMIT, DETAIL_LIMIT)
     ring = ((alpha > 0.15) & (alpha < 0.85)).astype(np.uint8)
-    return PasteTarget((x0, y0, x1, y1), M_roi, alpha[..., None], lips[..., None], src, detail, ring, sigma)
+    amount = float(np.clip(geom.scale - 1.0, 0.0, 1.0))
+    return PasteTarget((x0, y0, x1, y1), M_roi, alpha[..., None], lips[..., None], src, detail, ring, sigma, amount)
 
 
 @dataclass
@@ -242,9 +248,12 @@ def paste(frame: np.ndarray, generated: np.ndarray, target: PasteTarget, state: 
     gen = cv2.warpAffine(generated, target.M_roi, (w, h), flags=cv2.INTER_CUBIC,
                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
     gen = match_colour(gen, target, state)
-    # detail: the source's outside the lips, the generated pixels sharpened on them
-    soft = cv2.GaussianBlur(gen, (0, 0), target.sigma)
-    lips = target.lips
-    gen = gen + (1.0 - lips) * target.detail + (UNSHARP * lips) * (gen - soft)
+    if target.detail_amount > 0:
+        # the fine band the crop cannot carry: the source's outside the lips (the generated
+        # band replaced, not added to), the generated pixels sharpened on the lips
+        soft = cv2.GaussianBlur(gen, (0, 0), target.sigma)
+        lips = target.lips
+        fine = gen - soft
+        gen = gen + np.float32(target.detail_amount) * ((1.0 - lips) * (target.detail - fine) + (UNSHARP * lips) * fine)
     out = target.src + target.alpha * (gen - target.src)
     frame[y0:y1, x0:x1, :3] = np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -17,7 +17,8 @@ rides along as the fourth channel (the mouth lies inside the person).
 Which network: ``AVATAR_WAV2LIP_MODEL`` (a catalog name) when set, else the first of
 ``wav2lip_256``, ``wav2lip_gan``, ``wav2lip`` whose weights are on this machine. With
 ``RenderOptions.random_weights`` the network (``wav2lip`` unless forced) is built with random
-weights whatever is present: the mouth is noise, the speed is the real one (tests, benches). ``AVATAR_DEVICE`` (auto, cpu, cuda) picks the device.
+weights whatever is present: the mouth is noise, the speed is the real one (tests, benches).
+``AVATAR_DEVICE`` (auto, cpu, cuda) picks the device.
 
 A presenter clip (:mod:`wav2lip_clip`): every fitted clip frame gets its own crop and new
 mouth, as Wav2Lip dubs a video; the presenter's own eyes and head motion stay.
@@ -281,7 +282,8 @@ def _render_clip(rig: Wav2LipRig, mels: np.ndarray) -> Iterator[Frame]:
     order = rig.clip.order(len(mels))
     ranges = batches(len(mels), rig.batch)
     with ThreadPoolExecutor(1, thread_name_prefix="wav2lip-clip") as pool:
-        pending: Future = pool.submit(_clip_batch, rig, mels[ranges[0][0]:ranges[0][1]], order[ranges[0][0]:ranges[0][1]])
+        a0, b0 = ranges[0]
+        pending: Future = pool.submit(_clip_batch, rig, mels[a0:b0], order[a0:b0])
         for k, (a, b) in enumerate(ranges):
             frames, targets, mouths = pending.result()
             if k + 1 < len(ranges):
