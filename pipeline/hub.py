@@ -132,7 +132,8 @@ def row(s: ModelSpec) -> ModelRow:
         source = "local path" if s.name in models.local_paths() else "hub cache"
     else:
         source = "missing" if s.repo_id else "no public checkpoint"
-    repo = f"{s.repo_id}@{s.revision}" if s.repo_id else ""
+    rev = s.revision[:10] if len(s.revision) == 40 else s.revision  # a commit: its short form
+    repo = f"{s.repo_id}@{rev}" if s.repo_id else ""
     size = _disk_size(where) if where is not None else s.size
     return ModelRow(s.name, s.title, s.kind, where is not None, str(where or ""), source, size, s.weights_licence,
                     s.restricted, repo)

@@ -354,17 +354,19 @@ def _build(s: ModelSpec, target: str, weights: Path | None) -> Any:
         return _import(target)(None, **s.build_options).eval()
 
 
-def example_inputs(s: ModelSpec, batch: int = 1) -> dict[str, np.ndarray]:
-    """Example inputs (seeded random floats, integer zeros) of ``s``'s signature (symbols: ``options.dims``, B = ``batch``, else 64);
-    an ``options.example = "module:function"`` hook replaces them."""
+def example_inputs(s: ModelSpec, batch: int = 1, dims: dict[str, int] | None = None, **hook_kwargs: Any
+                   ) -> dict[str, np.ndarray]:
+    """Example inputs of ``s``'s signature: seeded random floats, integer zeros; symbol sizes from
+    ``dims`` > ``options.dims`` > 64, B = ``batch``. An ``options.example = "module:function"``
+    hook replaces them (called with ``batch``, ``hook_kwargs`` and the build options)."""
     if s.options.get("example"):
-        return dict(_import(str(s.options["example"]))(batch=batch, **s.build_options))
-    sizes = {"B": batch, **dict(s.options.get("dims", {}))}
+        return dict(_import(str(s.options["example"]))(batch=batch, **{**s.build_options, **hook_kwargs}))
+    sizes = {**dict(s.options.get("dims", {})), **(dims or {}), "B": batch}
     rng = np.random.default_rng(0)
     out: dict[str, np.ndarray] = {}
     for n, sig in s.inputs.items():
-        dims, dtype = parse_signature(sig)
-        shape = tuple(d if isinstance(d, int) else int(sizes.get(d, 64)) for d in dims)
+        shape_dims, dtype = parse_signature(sig)
+        shape = tuple(d if isinstance(d, int) else int(sizes.get(d, 64)) for d in shape_dims)
         if np.issubdtype(_DTYPES[dtype], np.integer):
             out[n] = np.zeros(shape, _DTYPES[dtype])
         else:
