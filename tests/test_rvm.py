@@ -287,3 +287,12 @@ def test_a_render_session_mattes_frames_with_rvm(avatar, speech, monkeypatch: py
         assert plain.matter is not None and plain.matter.name == "selfie"
     finally:
         plain.close()
+
+
+def test_rvm_without_weights_names_models_pull(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from pipeline.errors import ModelMissing
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(ModelMissing, match="models pull rvm_mobilenetv3"):
+        create_matter("rvm", device="cpu")
