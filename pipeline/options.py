@@ -229,7 +229,8 @@ class ExportOptions:
                       choices=_format_names)
     crf: int = opt(-1, "H.264 CRF 0..51 / VP9 CRF 0..63 (lower is better); -1 takes it from quality",
                    range=(0, 63), special={-1: "from the quality preset"})
-    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = opt("veryfast", "x264 speed/size")
+    preset: Literal["auto", "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = opt(
+        "auto", "x264 speed/size; auto: veryfast, ultrafast for a presenter clip (fast enough for 720p)")
     quality: ExportQuality = opt("web", "encoder preset: web (small), social (re-upload master), "
                                  "archive (near lossless)")
     alpha: bool = opt(False, "keep transparency (formats with alpha only: webm, mov, png)")

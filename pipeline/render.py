@@ -320,12 +320,14 @@ class RenderSession:
     def write(self, out: str | Path, export: ExportOptions = ExportOptions(), title: str = "") -> RenderResult:
         """Encode every frame and the speech to ``out`` (atomically; nothing there on failure)."""
         from pipeline.export import open_writer
+        from pipeline.export.quality import for_source
         from pipeline.export.threaded import ThreadedWriter
 
         if self.speech is None:
             self.close()
             raise PipelineError("A session over speech parts streams (chunks); a file needs the whole speech.")
         w, h = self.size
+        export = for_source(export, clip=self.avatar.clip is not None)  # x264 preset "auto" made concrete
         try:
             writer = open_writer(Path(out), w, h, self.fps, self.speech.audio, export,
                                  title=title or self.avatar.name, speech=self.speech)

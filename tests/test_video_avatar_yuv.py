@@ -131,3 +131,27 @@ def test_clip_render_file_equals_whole_frame_conversion(clip_avatar, tmp_path):
     assert diffs.max() <= 6  # the clip's planes vs its RGB converted back: rounding only
     assert diffs.mean() < 1.0
     assert (diffs > 2).mean() < 1e-3  # (the new mouth is in both: it is in the RGB frames)
+
+
+def x264_settings(path: Path) -> str:
+    """The options string x264 writes into the stream (its SEI), e.g. '... subme=0 ...'."""
+    data = path.read_bytes()
+    start = data.find(b"x264 - core")
+    assert start >= 0
+    return data[start : data.find(b"\x00", start)].decode("latin-1")
+
+
+def test_preset_auto_is_ultrafast_for_clips_and_veryfast_otherwise(clip_avatar, tmp_path):
+    from pipeline.export.quality import for_source, x264_preset
+
+    assert ExportOptions().preset == "auto"
+    assert x264_preset(ExportOptions()) == "veryfast"
+    assert for_source(ExportOptions(), clip=True).preset == "ultrafast"
+    assert for_source(ExportOptions(), clip=False).preset == "veryfast"
+    assert for_source(ExportOptions(preset="veryfast"), clip=True).preset == "veryfast"  # a choice is kept
+    speech = pipeline.synthesize("Hi Bob.")
+    auto = pipeline.render_to_file(clip_avatar, speech, tmp_path / "auto.mp4").path
+    chosen = pipeline.render_to_file(clip_avatar, speech, tmp_path / "veryfast.mp4",
+                                     export_opts=ExportOptions(preset="veryfast")).path
+    assert " subme=0 " in x264_settings(auto) and " crf=18.0 " in x264_settings(auto)  # ultrafast, same CRF
+    assert " subme=2 " in x264_settings(chosen) and " crf=18.0 " in x264_settings(chosen)  # veryfast
