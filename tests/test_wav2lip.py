@@ -380,18 +380,24 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_cli_renders_wav2lip_with_random_weights_to_a_correct_file(tmp_path) -> None:
     import av
 
+    import pipeline
+    from pipeline import timing
     from pipeline.export import probe
+    from pipeline.options import VoiceOptions
 
     out = tmp_path / "x.mp4"
     r = subprocess.run([sys.executable, "launch.py", "render", "--engine", "wav2lip", "--random-weights",
-                        "--text", "Hello.", "--size", "256", "--out", str(out)],
+                        "--text", "Hello there.", "--variation", "0", "--size", "256", "--out", str(out)],
                        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     info = probe(out)
     assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
     assert (info["width"], info["height"]) == (256, 256) and abs(info["fps"] - 25.0) < 1e-6
-    assert info["frames"] == round(info["audio_duration"] * 25) and info["frames"] >= 8
-    assert abs(info["video_duration"] - info["audio_duration"]) <= 1 / 25
+    # the same text and voice without sampling noise: the same audio as the CLI's
+    speech = pipeline.synthesize("Hello there.", VoiceOptions(variation=0.0))
+    assert info["frames"] == timing.frame_count(speech.duration, 25) and info["frames"] >= 8
+    assert abs(info["video_duration"] - speech.duration) <= 1 / 25
+    assert abs(info["audio_duration"] - speech.duration) <= 1 / 25
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == info["frames"]
