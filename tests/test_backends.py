@@ -128,6 +128,17 @@ def test_torch_predictor_output_forms_and_errors():
         single.run({"x": np.zeros((1, 2), np.float32)})
 
 
+def test_channels_last_gives_the_same_outputs():
+    """The CUDA layout (channels-last), checked on the CPU: same numbers as the default layout."""
+    torch.manual_seed(1)
+    net = build_tiny()
+    x = _inputs(3)
+    plain = backends.TorchPredictor(net, ("img", "vec"), ("mask", "pooled"), channels_last=False).run(x)
+    fast = backends.TorchPredictor(net, ("img", "vec"), ("mask", "pooled"), channels_last=True).run(x)
+    for k in plain:
+        np.testing.assert_allclose(plain[k], fast[k], atol=1e-5)
+
+
 def test_export_and_ort_from_bytes(tmp_path):
     torch.manual_seed(0)
     net = build_tiny()

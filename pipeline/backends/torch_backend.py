@@ -3,7 +3,8 @@
 The module's ``forward`` takes the inputs positionally in ``inputs`` order and returns one
 tensor, a tuple/list in ``outputs`` order, or a dict keyed by output name. On CUDA with
 ``precision="fp16"`` the module is cast to half and floating inputs are sent as half; every
-output comes back as float32 numpy. :meth:`TorchPredictor.run_tensors` skips the numpy
+output comes back as float32 numpy. On CUDA convolutions run in channels-last memory layout
+(``channels_last``, faster on tensor cores; same results) with cuDNN's autotuner on. :meth:`TorchPredictor.run_tensors` skips the numpy
 round trip for callers that keep their batches on the device.
 """
 
@@ -28,7 +29,7 @@ class TorchPredictor:
     backend = "torch"
 
     def __init__(self, module: torch.nn.Module, inputs: Sequence[str], outputs: Sequence[str], device: str = "cpu",
-                 precision: str = "fp32", name: str = "") -> None:
+                 precision: str = "fp32", name: str = "", channels_last: bool | None = None) -> None:
         self.name = name or type(module).__name__
         self.device = device
         self.precision = check_precision(precision, device)
@@ -38,12 +39,18 @@ class TorchPredictor:
         module = module.eval().to(device)
         self.module = module.half() if precision == "fp16" else module.float()
         self._device = torch.device(device)
+        self.channels_last = device == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        if device == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels once
 
     def _tensor(self, name: str, value: Any) -> torch.Tensor:
         t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
         if t.is_floating_point() and t.dtype != self.dtype:
             t = t.to(self.dtype)
-        return t.to(self._device, non_blocking=True)
+        t = t.to(self._device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last and t.ndim == 4 else t
 
     def run_tensors(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Run on tensors (or arrays); outputs stay tensors on the device, in the model's dtype."""
