@@ -15,6 +15,7 @@ deletes the file and raises.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import os
@@ -177,9 +178,12 @@ def _hub_sha256(s: ModelSpec, f: ModelFile) -> tuple[str | None, int | None]:
 def _watch(folder: Path, total: int | None, base: int, progress: Progress, label: str, stop: threading.Event) -> None:
     """Report the growth of ``*.incomplete`` blobs under ``folder`` until ``stop``."""
     while not stop.wait(0.5):
-        done = sum(p.stat().st_size for p in folder.glob("blobs/*.incomplete") if p.is_file()) if folder.is_dir() else 0
-        if total:
-            progress(min(0.99, (base + done) / total), f"{label}: {human_size(base + done)} of {human_size(total)}")
+        try:
+            done = sum(p.stat().st_size for p in folder.glob("blobs/*.incomplete")) if folder.is_dir() else 0
+            if total:
+                progress(min(0.99, (base + done) / total), f"{label}: {human_size(base + done)} of {human_size(total)}")
+        except Exception:  # noqa: BLE001 - a file renamed under us, a progress sink that refuses: keep downloading
+            log.debug("download progress not reported", exc_info=True)
 
 
 def _repo_folder(s: ModelSpec) -> Path:
@@ -236,7 +240,9 @@ def pull(name: str, progress: Progress | None = None, force: bool = False) -> Pa
         except Exception as exc:  # noqa: BLE001 - httpx / huggingface_hub errors of every kind
             raise _download_error(s, exc) from exc
         stop = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(_repo_folder(s), total, base, progress, label, stop), daemon=True)
+        context = contextvars.copy_context()  # a UI progress bar (gr.Progress) reads its request from the context
+        watcher = threading.Thread(target=context.run, args=(_watch, _repo_folder(s), total, base, progress, label, stop),
+                                   daemon=True)
         watcher.start()
         try:
             path = Path(hf_hub_download(s.repo_id, f.filename, revision=s.revision, etag_timeout=ETAG_TIMEOUT,

@@ -167,6 +167,7 @@ class _FakeHub(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     ranges: list[str] = []
     drop_first: bool = False  # the first GET stops half-way and closes the connection
+    slow: float = 0.0  # seconds between 4 KB pieces of a GET
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -198,7 +199,11 @@ class _FakeHub(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if body:
-            self.wfile.write(data[start:])
+            step = 4096 if self.slow else len(data)
+            for i in range(start, len(data), step):
+                self.wfile.write(data[i:i + step])
+                self.wfile.flush()
+                time.sleep(self.slow)
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._send(False)
@@ -216,7 +221,7 @@ def fake_hub(home, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-    _FakeHub.files, _FakeHub.ranges, _FakeHub.drop_first = {}, [], False
+    _FakeHub.files, _FakeHub.ranges, _FakeHub.drop_first, _FakeHub.slow = {}, [], False, 0.0
     yield _FakeHub
     server.shutdown()
     models.unregister("tiny_hub")
@@ -238,6 +243,20 @@ def test_pull_downloads_verifies_and_resumes(fake_hub, home, monkeypatch):
     assert models.locate(s) == path and hub.row(s).source == "hub cache"
     assert hub.pull("tiny_hub") == path  # present: no second download
     assert hub.remove("tiny_hub") and models.locate(s) is None
+
+
+def test_pull_reports_progress_while_downloading(fake_hub, home, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
+    data = bytes(range(256)) * 96  # 24 KB in 6 pieces, 0.3 s apart
+    fake_hub.files, fake_hub.slow = {"weights.bin": data}, 0.3
+    _spec("tiny_hub", (ModelFile("weights.bin", hashlib.sha256(data).hexdigest(), len(data)),))
+    seen: list[tuple[float, str]] = []
+    hub.pull("tiny_hub", progress=lambda f, m: seen.append((f, m)))
+    partial = [f for f, m in seen if "KB of" in m]
+    assert partial and all(0 < f < 1 for f in partial) and partial == sorted(partial), seen
+    assert seen[-1] == (1.0, "tiny_hub ready")
 
 
 def test_pull_deletes_a_file_that_fails_its_checksum(fake_hub, home):
