@@ -248,6 +248,25 @@ def test_batches_start_small_and_grow() -> None:
     assert batches(0, 16) == []
 
 
+def test_engine_picks_the_weights_that_are_present(monkeypatch, tmp_path) -> None:
+    from pipeline import models
+    from pipeline.engines.wav2lip import choose_model
+    from pipeline.errors import ModelMissing
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("AVATAR_WAV2LIP_MODEL", raising=False)
+    with pytest.raises(ModelMissing, match="models pull wav2lip_gan"):
+        choose_model(False)
+    assert choose_model(True) == "wav2lip"  # random weights need nothing
+    (tmp_path / "wav2lip.pth").write_bytes(b"not read by choose_model")
+    models.remember_local("wav2lip", tmp_path / "wav2lip.pth")
+    assert choose_model(False) == "wav2lip"
+    (tmp_path / "wav2lip_gan.pth").write_bytes(b"x")
+    models.remember_local("wav2lip_gan", tmp_path / "wav2lip_gan.pth")
+    assert choose_model(False) == "wav2lip_gan"  # the sharper GAN weights win
+
+
 def test_engine_renders_one_frame_per_track_frame_on_a_photo(avatar, speech, tiny_model) -> None:
     from pipeline.engines import get_engine
     from pipeline.options import RenderOptions
