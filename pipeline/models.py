@@ -408,8 +408,14 @@ def _onnx_predictor(s: ModelSpec, weights: Path | None, device: str, precision: 
 
         module = _build(s, target, weights)
         if precision == "fp16":
-            module = module.to("cuda").half()  # check_precision: fp16 only on CUDA
-        export_onnx(module, example_inputs(s), list(s.outputs), path, dynamic_axes=dynamic_axes(s))
+            module = module.half()  # a float16 graph, traced on the CPU (half kernels there suffice to trace)
+        try:
+            export_onnx(module, example_inputs(s), list(s.outputs), path, dynamic_axes=dynamic_axes(s))
+        except RuntimeError:
+            if precision != "fp16" or device != "cuda":
+                raise
+            log.info("%s: tracing in half precision on the CPU failed; tracing on CUDA", s.name)
+            export_onnx(module.to("cuda"), example_inputs(s), list(s.outputs), path, dynamic_axes=dynamic_axes(s))
     return OrtPredictor(path, device=device, name=s.name)
 
 

@@ -139,6 +139,16 @@ def test_channels_last_gives_the_same_outputs():
         np.testing.assert_allclose(plain[k], fast[k], atol=1e-5)
 
 
+def test_fp16_onnx_export_is_a_half_graph(tiny):
+    """What predictor(backend="onnx", precision="fp16") builds on CUDA, traced here on the CPU."""
+    o = models._onnx_predictor(tiny, None, "cpu", "fp16")
+    assert o.precision == "fp16" and o._dtypes == {"img": np.float16, "vec": np.float16}
+    x = _inputs(2)
+    half = o.run(x)["mask"]
+    full = models.predictor("tiny_net", backend="onnx", device="cpu", random_weights=True).run(x)["mask"]
+    assert half.dtype == np.float32 and 0 < np.abs(half - full).max() < 2e-2  # the same net, in half precision
+
+
 def test_export_and_ort_from_bytes(tmp_path):
     torch.manual_seed(0)
     net = build_tiny()
