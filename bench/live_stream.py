@@ -17,7 +17,9 @@ headless Chromium (/usr/bin/chromium, Playwright) opens the Live tab, clicks Spe
 one sentence and for the 3-minute script, and reports the time from the click to the
 video's clock running, then watches ``--watch`` seconds of playback for stalls (a monitor in
 the page: the video's clock not moving for more than 0.25 s). ``--fresh`` starts a new browser for
-each case. Prints JSON with medians. Not a test; numbers on a shared machine are noisy.
+each case; ``--gradio-ffmpeg`` leaves the chunks to Gradio's own three FFmpeg commands per chunk
+(the reference for ``pipeline.live.hls``). Prints JSON with medians and the load average before
+and after. Not a test; numbers on a shared machine are noisy: compare arms run interleaved.
 """
 
 from __future__ import annotations
@@ -193,6 +195,9 @@ def browser(long: str, repeat: int, watch: float, fresh: bool) -> dict:
                     page.locator("#live-stop").click()
                     page.close()
                 results[name] = {"click_to_playing_s": {"median": statistics.median(starts), "runs": starts},
+                                 "stalls": {"count_median": statistics.median(w["stalls"] for w in stalls),
+                                            "total_s_median": statistics.median(w["stalled_s"] for w in stalls),
+                                            "longest_s_max": max(w["longest_s"] for w in stalls)},
                                  "watch": stalls}
             if b is not None:
                 b.close()
@@ -210,13 +215,18 @@ def main() -> None:
     ap.add_argument("--browser", action="store_true", help="time Speak -> playback in headless Chromium")
     ap.add_argument("--fresh", action="store_true", help="with --browser: a new browser per run")
     ap.add_argument("--watch", type=float, default=20.0, help="with --browser: seconds of playback watched")
+    ap.add_argument("--gradio-ffmpeg", action="store_true",
+                    help="with --browser: leave the chunks to Gradio's own FFmpeg commands (the reference)")
     args = ap.parse_args()
     if args.browser:
         import os
 
+        if args.gradio_ffmpeg:
+            os.environ["AVATAR_STUDIO_LIVE_GRADIO_FFMPEG"] = "1"  # the studio started below inherits it
+        load0 = os.getloadavg()
         out = browser(script(args.minutes * 60), args.repeat, args.watch, args.fresh)
-        print(json.dumps({"cores": os.cpu_count(), "load_avg": os.getloadavg(), "fresh_browser": args.fresh,
-                          **out}, indent=2))
+        print(json.dumps({"cores": os.cpu_count(), "load_avg_before": load0, "load_avg": os.getloadavg(),
+                          "fresh_browser": args.fresh, "gradio_ffmpeg": args.gradio_ffmpeg, **out}, indent=2))
         return
 
     import os

@@ -259,7 +259,49 @@ def in_process_chunks(video: gr.Video, root: Path = LIVE_ROOT) -> bool:
         gv.decode_file_to_pcm = decode_file_to_pcm
     if Path(root) not in roots:
         roots.append(Path(root))
+    if not getattr(gv.AacStreamEncoder, "waits_for_its_frames", False):
+        gv.AacStreamEncoder = _encoder_that_keeps_up(gv.AacStreamEncoder)
     return True
+
+
+def _encoder_that_keeps_up(base: type) -> type:
+    """Gradio's streamed-video AAC encoder, taking a chunk's frames with its chunk.
+
+    After feeding a chunk's audio Gradio takes the encoded frames until a take finds none
+    within 5 ms. On a loaded machine the encoder process often has not run by then, and the
+    rest of the chunk's audio goes out with the next segment: measured at load 9, 19 of 80
+    segments carried audio starting 0.3-0.9 s before their video, so hls.js held audio up
+    to ~0.9 s behind the picture and playback near the live edge stalled on it. This one
+    waits (up to 0.3 s) until the frames due for what was fed have come: all but the one
+    frame the encoder always holds back (two of margin; four before its first frame)."""
+
+    class KeepsUp(base):  # type: ignore[misc, valid-type]
+        waits_for_its_frames = True
+        CAP_S = 0.3
+        STEP_S = 0.02
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._fed = 0  # samples fed
+            self._taken = 0  # frames handed out
+
+        def feed(self, pcm: bytes) -> None:
+            super().feed(pcm)
+            self._fed += len(pcm) // (2 * self.channels)
+
+        def take(self, timeout: float | None = None) -> list[bytes]:
+            frames = super().take(timeout)
+            if timeout is None:
+                held = 4 if self._taken + len(frames) == 0 else 2
+                due = self._fed * self.output_rate // self.sample_rate // 1024 - held
+                deadline = time.monotonic() + self.CAP_S
+                while self._taken + len(frames) < due and (left := deadline - time.monotonic()) > 0:
+                    frames += super().take(timeout=min(left, self.STEP_S))
+            self._taken += len(frames)
+            return frames
+
+    KeepsUp.__name__ = KeepsUp.__qualname__ = f"KeepsUp{base.__name__}"
+    return KeepsUp
 
 
 def _mic_panel(ctx: StudioContext) -> None:

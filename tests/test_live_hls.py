@@ -90,6 +90,8 @@ def in_process(monkeypatch):
 
 
 def test_in_process_segments_are_gradios_own(tmp_path, in_process):
+    """Probe, decode and mux in-process give Gradio's segments (both streams here use the
+    AAC encoder that waits for its chunk's frames: it is one per process)."""
     paths, n_frames, _ = make_chunks(tmp_path / "ours", 25.0, 5)
     stock_dir = tmp_path / "stock"  # outside the in-process root: Gradio's three commands per chunk
     stock_dir.mkdir()
@@ -133,6 +135,15 @@ def test_three_minutes_at_24_fps_play_with_continuous_timestamps_and_no_drift(tm
     assert all(math.ceil(s["duration"]) <= 1 for s in segments)
     video_segments = segments[: len(paths)]
     assert sum(s["duration"] for s in video_segments) == pytest.approx(n_frames / fps, abs=1e-6)
+    # each segment carries its own chunk's audio: it starts with its video (one AAC frame
+    # early, the encoder's delay), not up to a second early with audio the previous one lacked
+    early = []
+    for seg in video_segments:
+        pk = packets(seg["data"])
+        a0 = min(p[2] for p in pk if p[0] == "audio")
+        v0 = min(p[2] for p in pk if p[0] == "video")
+        early.append((v0 - a0) / 90000)
+    assert sum(e > 0.1 for e in early) <= len(early) // 20, sorted(early)[-5:]
     whole = b"".join(s["data"] for s in segments)
     assert counters_continue(whole)
     pk = packets(whole)
