@@ -153,7 +153,7 @@ def test_render_controls_come_from_render_options():
 
     with gr.Blocks():
         controls = option_controls(RenderOptions)
-    fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]  # engine: only one choice yet
+    fields = [f.name for f in dataclasses.fields(RenderOptions)]  # engine: a menu now that wav2lip is there
     assert list(controls) == fields
     helps = field_help(RenderOptions)
     for name, control in controls.items():
@@ -285,7 +285,7 @@ def test_named_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/prepare_avatar", "/preview_voice", "/render"} <= set(api)
     params = [p["parameter_name"] for p in api["/render"]["parameters"]]
-    fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "engine"]
+    fields = [f.name for f in dataclasses.fields(RenderOptions) if f.name != "random_weights"]  # CLI/bench only
     head = ["image", "voice_mode", "text", "speed", "audio", "voice", "transcript", "language", *fields]
     assert params[: len(head)] == head
     rest = params[len(head) :]
