@@ -116,9 +116,12 @@ def export_onnx(module: torch.nn.Module, example: dict[str, np.ndarray], outputs
         axes[n] = {**axes.get(n, {}), **extra}
     tmp = path.with_name(path.name + ".partial")
     module = module.eval()
-    with torch.inference_mode():
-        torch.onnx.export(module, tuple(args), str(tmp), input_names=list(example), output_names=list(outputs),
-                          dynamic_axes=axes or None, opset_version=opset, do_constant_folding=True, dynamo=False)
-    tmp.replace(path)
+    try:
+        with torch.inference_mode():
+            torch.onnx.export(module, tuple(args), str(tmp), input_names=list(example), output_names=list(outputs),
+                              dynamic_axes=axes or None, opset_version=opset, do_constant_folding=True, dynamo=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("exported %s to %s", type(module).__name__, path)
     return path
