@@ -222,7 +222,8 @@ def _generate_torch(rig: Wav2LipRig, pred: Any, mels: np.ndarray, faces: np.ndar
 
     if faces is None:
         if rig.face_tensor is None:
-            rig.face_tensor = pred._tensor("face", rig.face_input[None])
+            dtype = getattr(pred, "dtype", torch.float32)
+            rig.face_tensor = torch.from_numpy(rig.face_input[None].copy()).to(device=pred.device, dtype=dtype)
         face = rig.face_tensor.expand(len(mels), -1, -1, -1)
     else:
         face = faces
