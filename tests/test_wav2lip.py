@@ -383,6 +383,21 @@ def test_engine_carries_the_matte_and_applies_blinks(avatar, speech, tiny_model)
     assert np.array_equal(lid(frames[4]), lid(frames[6]))
 
 
+def test_wav2lip_frames_go_over_a_new_background(avatar, speech, tiny_model) -> None:
+    from pipeline.options import BackgroundOptions, RenderOptions
+    from pipeline.render import RenderSession
+
+    opts = RenderOptions(engine="wav2lip", size=256, random_weights=True)
+    session = RenderSession(avatar, speech, opts, BackgroundOptions(mode="color", color="#00ff00"))
+    frames = list(session.frames())
+    assert len(frames) == session.n_frames and frames[0].shape[2] == 3
+    corner = frames[3][:12, :12].reshape(-1, 3).mean(0)
+    assert corner[1] > 200 and corner[0] < 60 and corner[2] < 60  # the backdrop is the new colour
+    x0, y0, x1, y1 = session.rig.target.rect
+    mouths = np.stack([f[y0:y1, x0:x1].astype(float) for f in frames[::4]])
+    assert float(mouths.std(0).mean()) > 0.05  # and the mouth still moves on it
+
+
 def test_render_session_streams_speech_parts_through_wav2lip(avatar, tiny_model) -> None:
     import pipeline
     from pipeline.options import RenderOptions, VoiceOptions
