@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline import timing
 from pipeline.errors import UnsupportedMedia
+from pipeline.export.base import ColorConverter, tag_bt709
 from pipeline.export.yuv import to_i420, to_rgb
 from pipeline.media.video import VideoReader
 
@@ -161,14 +162,12 @@ class BlockWriter:
         })
         self._s.width, self._s.height, self._s.pix_fmt = size[0], size[1], "yuv420p"
         self._s.time_base = Fraction(1, 1) / rate
-        cc = self._s.codec_context
-        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, limited range
+        tag_bt709(self._s.codec_context)
+        self._convert = ColorConverter("yuv420p")
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
-        import av
-
-        frame = av.VideoFrame.from_ndarray(to_i420(image[..., :3]), format="yuv420p")
+        frame = self._convert(image)  # BT.709 limited range, as the writers
         frame.pts = self.frames
         self._c.mux(self._s.encode(frame))
         self.frames += 1
