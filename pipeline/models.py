@@ -89,7 +89,7 @@ def drop(prefix: str) -> list[str]:
 
 CATALOG_PATH = Path(__file__).resolve().parents[1] / "presets" / "models.toml"
 KINDS = ("engine", "matting", "features", "vae", "unet", "test")
-RESERVED_OPTIONS = ("torch_build", "dims", "example")  # read by predictor(), not passed to build
+RESERVED_OPTIONS = ("torch_build", "dims", "example", "cpu_backend")  # read by predictor(), not passed to build
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
 
 
@@ -423,7 +423,8 @@ def predictor(name: str, *, backend: str | None = None, device: str | None = Non
               random_weights: bool = False, local_path: str | Path | None = None) -> Any:
     """The resident predictor of model ``name`` (loaded once per process, shared, see :func:`release`).
 
-    ``backend`` defaults to the spec's, ``device`` to CUDA when there is one, ``precision`` to
+    ``backend`` defaults to the spec's (on the CPU a torch-built model runs exported in ONNX
+    Runtime unless its options say ``cpu_backend = "torch"``), ``device`` to CUDA when there is one, ``precision`` to
     fp16 on CUDA and fp32 on the CPU. Missing weights (and not ``random_weights``) are a
     :class:`ModelMissing` that says how to pull them. ``random_weights`` builds the network
     with ``torch.manual_seed(0)``. ``backend="onnx"`` for a torch-built model exports it once
@@ -432,10 +433,11 @@ def predictor(name: str, *, backend: str | None = None, device: str | None = Non
     from pipeline.backends.base import BACKENDS, check_precision, pick_device
 
     s = spec(name)
-    backend = backend or s.backend
+    device = pick_device(device)
+    if backend is None:  # on the CPU, ONNX Runtime runs these networks 5-14x faster than eager torch
+        backend = s.options.get("cpu_backend", "onnx") if device == "cpu" and s.backend == "torch" else s.backend
     if backend not in BACKENDS:
         raise InvalidOption(f"Unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}.")
-    device = pick_device(device)
     precision = check_precision(precision or ("fp16" if device == "cuda" else "fp32"), device)
     weights = None if random_weights else locate(s, local_path)
     if weights is None and not random_weights:

@@ -79,16 +79,22 @@ def test_random_weights_are_seeded(tiny):
     np.testing.assert_array_equal(first, again)
 
 
+def test_a_torch_model_runs_in_onnx_runtime_on_the_cpu_by_default(tiny):
+    p = models.predictor("tiny_net", device="cpu", random_weights=True)
+    assert p.backend == "onnx"
+    assert models.predictor("tiny_net", backend="torch", device="cpu", random_weights=True).backend == "torch"
+
+
 def test_predictors_are_cached_and_released(tiny):
-    a = models.predictor("tiny_net", device="cpu", random_weights=True)
-    assert models.predictor("tiny_net", device="cpu", random_weights=True) is a
+    a = models.predictor("tiny_net", backend="torch", device="cpu", random_weights=True)
+    assert models.predictor("tiny_net", backend="torch", device="cpu", random_weights=True) is a
     o = models.predictor("tiny_net", backend="onnx", device="cpu", random_weights=True)
     assert len(models.resident()) == 2
     export = next((models.paths.data_dir() / "onnx").glob("tiny_net-fp32-*.onnx"))
     stamp = export.stat().st_mtime_ns
     released = models.release("tiny_net")
     assert len(released) == 2 and models.resident() == []
-    assert models.predictor("tiny_net", device="cpu", random_weights=True) is not a
+    assert models.predictor("tiny_net", backend="torch", device="cpu", random_weights=True) is not a
     o2 = models.predictor("tiny_net", backend="onnx", device="cpu", random_weights=True)
     assert o2 is not o and export.stat().st_mtime_ns == stamp  # the export is reused, not redone
     assert models.release() and models.release() == []
