@@ -220,7 +220,8 @@ def in_process_chunks(video: gr.Video, root: Path = LIVE_ROOT) -> bool:
     streamed chunk (~0.2 s each under load; see ``pipeline.live.hls``). The probe and the
     mux are this component's own methods (instance attributes shadow them); the decode is a
     module function, wrapped once so that only files under ``root`` are decoded in-process.
-    Other video codecs, and everything when Gradio's internals are not where 6.31 has them
+    Gradio's AAC encoder class for streamed video is replaced once by one that hands each
+    chunk's frames out with their chunk (:func:`_encoder_that_keeps_up`). Other video codecs, and everything when Gradio's internals are not where 6.31 has them
     (or ``AVATAR_STUDIO_LIVE_GRADIO_FFMPEG=1``), stay with Gradio's commands."""
     import os
 
@@ -292,7 +293,7 @@ def _encoder_that_keeps_up(base: type) -> type:
         def take(self, timeout: float | None = None) -> list[bytes]:
             frames = super().take(timeout)
             if timeout is None:
-                held = 4 if self._taken + len(frames) == 0 else 2
+                held = 4 if self._taken == 0 else 2  # the first chunk: the encoder is still filling up
                 due = self._fed * self.output_rate // self.sample_rate // 1024 - held
                 deadline = time.monotonic() + self.CAP_S
                 while self._taken + len(frames) < due and (left := deadline - time.monotonic()) > 0:
