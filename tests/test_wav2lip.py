@@ -312,6 +312,26 @@ def test_engine_picks_the_weights_that_are_present(monkeypatch, tmp_path) -> Non
     assert choose_model(False) == "wav2lip_gan"  # the sharper GAN weights win
 
 
+def test_missing_weights_fail_before_the_speech_is_made(monkeypatch, tmp_path) -> None:
+    from pipeline import sources
+    from pipeline.errors import ModelMissing
+    from pipeline.options import RenderOptions
+    from pipeline.render import session_for
+    from pipeline.request import RenderRequest, VoiceSource
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("AVATAR_WAV2LIP_MODEL", raising=False)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the speech was made before the weights were checked")
+
+    monkeypatch.setattr(sources, "resolve", no_work)
+    request = RenderRequest(voice=VoiceSource(text="Hello there."), render=RenderOptions(engine="wav2lip"))
+    with pytest.raises(ModelMissing, match="models pull wav2lip_gan"):
+        session_for(request)
+
+
 def test_engine_renders_one_frame_per_track_frame_on_a_photo(avatar, speech, tiny_model) -> None:
     from pipeline.engines import get_engine
     from pipeline.options import RenderOptions

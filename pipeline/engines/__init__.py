@@ -2,6 +2,9 @@
 
 The contract (:class:`Engine`):
 
+- ``check(opts)`` (optional): raise before any work when the engine cannot run with these
+  options (its weights are missing: ``ModelMissing`` naming ``models pull``), so that a
+  render fails in a moment, before the speech is made.
 - ``prepare(avatar, opts)``: per-avatar work, done once. ``avatar`` is a photo
   (``avatar.kind == "photo"``: one still) or a clip (``"clip"``: a presenter video with a
   face track); an engine that cannot animate the given kind raises ``InvalidOption`` saying
@@ -72,6 +75,13 @@ def get_engine(name: str) -> Engine:
         module, cls = REGISTRY[name].split(":")
         _instances[name] = getattr(importlib.import_module(module), cls)()
     return _instances[name]
+
+
+def check_ready(name: str, opts: Any) -> None:
+    """The engine's optional ``check(opts)``: missing weights fail before any work is done."""
+    check = getattr(get_engine(name), "check", None)
+    if check is not None:
+        check(opts)
 
 
 def check_source(engine: Engine, avatar: Avatar) -> None:

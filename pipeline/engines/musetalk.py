@@ -246,6 +246,9 @@ class MuseTalkEngine:
                 "(weights: models pull musetalk_unet, sd_vae_ft_mse, whisper_tiny; GPU advised)",
     )
 
+    def check(self, opts: RenderOptions) -> None:
+        _check_present(bool(opts.random_weights))
+
     def prepare(self, avatar: Avatar, opts: RenderOptions) -> MuseTalkRig:
         check_source(self, avatar)
         return prepare(avatar, opts)

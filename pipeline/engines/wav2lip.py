@@ -303,6 +303,9 @@ class Wav2LipEngine:
         summary="Wav2Lip network redraws the mouth from the audio (weights: models pull wav2lip_gan; GPU advised)",
     )
 
+    def check(self, opts: RenderOptions) -> None:
+        choose_model(bool(opts.random_weights))
+
     def prepare(self, avatar: Avatar, opts: RenderOptions) -> Wav2LipRig:
         check_source(self, avatar)
         return prepare(avatar, opts)
