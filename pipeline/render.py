@@ -352,11 +352,9 @@ def session_for(
 ) -> RenderSession:
     """Validate ``request`` (a :class:`~pipeline.request.RenderRequest`), make its avatar and
     speech, and open the render session for them."""
-    from pipeline.engines import check_ready
     from pipeline.sources import resolve
 
     request.validate()
-    check_ready(request.render.engine, request.render)
     progress(0.0, "Finding the face")
     avatar, speech = resolve(request)
     return RenderSession(avatar, speech, request.render, request.background, progress=progress, cancel=cancel)

@@ -68,7 +68,7 @@ class RenderRequest:
 
         Field rules are checked again (a request built from JSON bypasses nothing), then
         the rules across groups: exactly one voice source, text length, transparency needs
-        a format with alpha, files that must exist."""
+        a format with alpha, files that must exist, the engine's weights (with ``check_files``)."""
         for group in (self.face, self.voice, self.voice.voice, self.render, self.background, self.export):
             check_fields(group)
         v = self.voice
@@ -84,6 +84,9 @@ class RenderRequest:
                                ("background video", self._bg("video"))):
                 if path and not Path(path).is_file():
                     raise UnsupportedMedia(f"The {what} file '{path}' was not found.")
+            from pipeline.engines import check_ready
+
+            check_ready(self.render.engine, self.render)  # weights on this machine (ModelMissing)
         return self
 
     def _bg(self, name: str) -> str:

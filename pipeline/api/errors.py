@@ -33,6 +33,7 @@ STATUS: dict[str, int] = {
     "face_too_small": 422,
     "face_turned_away": 422,
     "model_unavailable": 422,
+    "model_missing": 422,  # a neural engine whose weights are not pulled (the message names models pull)
     "not_found": 404,
     "queue_full": 429,
     "cancelled": 409,
