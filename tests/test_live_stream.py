@@ -250,6 +250,28 @@ def test_recording_parts_cover_the_recording_exactly():
     assert all(p.phonemes is None and p.source == "acoustic" for p in parts)
 
 
+def test_recording_parts_time_each_segment_as_the_whole_recording_does():
+    """Phone timing without a transcript: the first segment timed on its own, the rest on the
+    pool, gives each part the phones the recording's own segment timing gives it."""
+    from pipeline.speech.segment_timing import iter_segments
+
+    speech = pipeline.synthesize(
+        "This is the first sentence of the recording, spoken slowly. [pause 700ms] And here is the second one, "
+        "long enough to stand on its own. [pause 700ms] And a third one to finish the recording.", VOICE)
+    clip = speech.audio
+    parts = list(recording_parts(clip))
+    whole = list(iter_segments(clip))
+    assert len(parts) == len(whole) >= 2
+    assert np.array_equal(np.concatenate([p.audio.samples for p in parts]), clip.samples)
+    at = 0.0
+    for part, seg in zip(parts, whole):
+        assert part.source == "phones" and part.phonemes
+        ours = [p.symbol for p in part.phonemes if p.symbol != PAUSE]
+        theirs = [p.symbol for p in seg.phonemes if p.symbol != PAUSE and at <= 0.5 * (p.start + p.end) < at + part.duration]
+        assert ours == theirs
+        at += part.duration
+
+
 def test_a_recording_streams_segment_by_segment(avatar, tmp_path):
     from pipeline.export.wav import write_wav
 

@@ -131,7 +131,7 @@ def recording_parts(clip: AudioClip, text: str = "", timing: str = "auto", langu
 
     The segments are found first (a pass over the levels), so part ``i`` is yielded as soon
     as segment ``i`` is timed: the first part waits for the first segment's timing only,
-    not the second's too."""
+    not the second's too (and without a transcript the first is timed on its own)."""
     from pipeline.media.audio import resample
     from pipeline.speech import segments as seg
     from pipeline.speech.segment_timing import SR, iter_segments
@@ -159,12 +159,31 @@ def recording_parts(clip: AudioClip, text: str = "", timing: str = "auto", langu
         return Speech(AudioClip(clip.samples[at:end], rate), phones, text=text,
                       source=timed.source if timed.phonemes is not None else "acoustic", language=language)
 
-    for k, timed in enumerate(iter_segments(source, text, timing, language, spans=spans)):
+    if text.strip():  # a transcript is aligned over the whole recording at once
+        timed_segments = iter_segments(source, text, timing, language, spans=spans)
+    else:  # the first segment alone, here; the rest (on the worker pool) only when part 2 is asked for
+        timed_segments = _first_alone(source, timing, language, spans)
+    for k, timed in enumerate(timed_segments):
         end = n if k + 1 >= len(spans) else max(at, bounds[k + 1])
         yield cut(timed, end)
         at = end
     if at < n:  # no speech found at all (or fewer timed segments than found): the rest as acoustic
         yield Speech(AudioClip(clip.samples[at:], rate), None, text=text, source="acoustic", language=language)
+
+
+def _first_alone(clip16: AudioClip, timing: str, language: str, spans: list) -> Iterator:
+    """The timed segments of ``spans``: the first in this process, with the machine to
+    itself, the others afterwards as :func:`iter_segments` times them (a pool of workers
+    started on all of them at once would share the cores with the first one and then with
+    the render of the first chunk; a consumer that holds off asking for the second part,
+    as :func:`prefetched` does until the first chunk is out, holds them off too)."""
+    from pipeline.speech.segment_timing import iter_segments
+
+    if not spans:
+        return
+    yield from iter_segments(clip16, "", timing, language, spans=spans[:1], parallel=False)
+    if len(spans) > 1:
+        yield from iter_segments(clip16, "", timing, language, spans=spans[1:])
 
 
 def _fill_pauses(phones: tuple[Phoneme, ...], duration: float) -> tuple[Phoneme, ...]:
