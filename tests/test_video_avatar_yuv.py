@@ -155,3 +155,34 @@ def test_preset_auto_is_ultrafast_for_clips_and_veryfast_otherwise(clip_avatar, 
                                      export_opts=ExportOptions(preset="veryfast")).path
     assert " subme=0 " in x264_settings(auto) and " crf=18.0 " in x264_settings(auto)  # ultrafast, same CRF
     assert " subme=2 " in x264_settings(chosen) and " crf=18.0 " in x264_settings(chosen)  # veryfast
+
+
+def test_coarse_mouth_flow_is_visibly_the_full_one():
+    """A large face's mouth flow at half resolution (clip renders with mouths >= COARSE_W px):
+    the same lip opening, the picture within a pixel's shift of the full-resolution one."""
+    import cv2
+
+    from pipeline.engines import warp
+    from pipeline.engines.warp_clip import COARSE_W
+
+    avatar = pipeline.prepare_avatar(None)
+    scale = 3.0
+    image = cv2.resize(avatar.image[..., :3], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    lm = avatar.face.landmarks.copy()
+    lm[:, :3] *= scale
+    full = warp._prepare_mouth(np.ascontiguousarray(image), lm)
+    assert full.W >= COARSE_W
+    coarse = warp.coarse_mouth(full)
+    x0, y0, x1, y1 = full.field.rect
+    poses = [dict(jaw=j, gap=g, teeth=0.3, spread=s, round=r, press=p, tongue=0.1, smile=m)
+             for j, g, s, r, p, m in [(0, 0, 0, 0, 1, 0), (0.4, 0.6, 0.2, 0, 0, 0), (0.8, 1, 0, 0.5, 0, 0.3),
+                                      (0.2, 0.1, 0, 0.8, 0, 0), (0.6, 0.9, 0.4, 0, 0, 0.6)]]
+    for c in poses:
+        a, b = image.copy(), image.copy()
+        warp._mouth_frame(full, image, a, c)
+        warp._mouth_frame(coarse, image, b, c)
+        d = np.abs(a[y0:y1, x0:x1].astype(int) - b[y0:y1, x0:x1])
+        assert d.mean() < 0.6, c
+        assert (d > 24).mean() < 0.01, c  # only edges (chin, lips) a pixel apart
+        moved = np.abs(a[y0:y1, x0:x1].astype(int) - image[y0:y1, x0:x1]).mean()
+        assert c["jaw"] == 0 or moved > 5 * d.mean()  # the pose itself moves far more than the two differ

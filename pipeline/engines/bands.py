@@ -104,3 +104,40 @@ def piecewise(v: np.ndarray, out_knots: list[np.ndarray], src_knots: list[np.nda
         t = (flat_v[idx] - oa_i) / np.maximum(span, 1e-3)
         flat_src[idx] = sa_i + t * (sb_i - sa_i)
     return src
+
+
+# --------------------------------------------------------------------------- half resolution
+# A large feature's flow can be computed on every second pixel and interpolated: sample j of a
+# half-resolution field sits at full-resolution position 2j + 0.5, which is where cv2.resize
+# (INTER_LINEAR, 2x) puts it, so up2() puts every value back exactly where it was computed.
+
+
+def half(a: np.ndarray) -> np.ndarray:
+    """A per-pixel array at half resolution: the mean of each 2x2 block (the value at its centre
+    for anything linear; odd sizes repeat the last row/column)."""
+    h, w = a.shape
+    a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge") if (h % 2 or w % 2) else a
+    return a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).mean(axis=(1, 3), dtype=np.float32)
+
+
+def half_field(field: BandField) -> BandField:
+    """``field`` sampled at the centres of its 2x2 blocks (local coordinates exact: they are affine)."""
+    out = object.__new__(BandField)
+    out.frame, out.rect = field.frame, field.rect
+    x0, y0 = field.rect[:2]
+    h, w = field.shape
+    ys, xs = np.mgrid[0 : (h + 1) // 2, 0 : (w + 1) // 2].astype(np.float32)
+    out.X, out.Y = x0 + 2 * xs + np.float32(0.5), y0 + 2 * ys + np.float32(0.5)
+    rel_x, rel_y = out.X - field.frame.origin[0], out.Y - field.frame.origin[1]
+    ex, ey = field.frame.ex, field.frame.ey
+    out.u = (rel_x * ex[0] + rel_y * ex[1]).astype(np.float32)
+    out.v = (rel_x * ey[0] + rel_y * ey[1]).astype(np.float32)
+    return out
+
+
+def up2(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A half-resolution array (see :func:`half`) back at full resolution ``shape``."""
+    import cv2
+
+    big = cv2.resize(a, (2 * a.shape[1], 2 * a.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return big[: shape[0], : shape[1]]

@@ -20,14 +20,14 @@ grows (:func:`lip_opening`); ``press`` thins the touching lips.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import cv2
 import numpy as np
 
 from pipeline.engines import EngineInfo, check_source
-from pipeline.engines.bands import BandField, LocalFrame, clip_rect, curve_fn, piecewise
+from pipeline.engines.bands import BandField, LocalFrame, clip_rect, curve_fn, half, half_field, piecewise, up2
 from pipeline.face import regions as R
 from pipeline.media.image import resize_to
 from pipeline.options import RenderOptions
@@ -81,6 +81,16 @@ class MouthRig:
     teeth_rgb: np.ndarray
     throat_rgb: np.ndarray
     tongue_rgb: np.ndarray
+    coarse: "MouthRig | None" = None  # the rig at half resolution: the flow is computed there (large faces)
+
+
+def coarse_mouth(rig: MouthRig) -> MouthRig:
+    """``rig`` with its flow computed on every second pixel and interpolated (a large face: ~4x
+    fewer pixels for the knots and band maps; the remap and the mouth interior stay at full size)."""
+    arrays = {k: half(getattr(rig, k)) for k in ("Ns", "UOs", "Us", "S", "Ls", "LOs", "Cs", "Fe", "hw", "jw", "hx",
+                                                 "cw", "hv")}
+    small = replace(rig, field=half_field(rig.field), inner=(slice(0, 0), slice(0, 0)), **arrays)
+    return replace(rig, coarse=small)
 
 
 @dataclass
@@ -354,28 +364,38 @@ def lip_opening(W: float, jaw: float, gap: float) -> tuple[np.float32, float, fl
     return np.float32(jaw_px), held, k
 
 
-def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, float]) -> None:
-    f, W = rig.field, rig.W
+def _lip_lines(rig: MouthRig, c: dict[str, float], sl: tuple[slice, slice]) -> tuple:
+    """The deformed inner lip lines ``(Uo, Lo)`` over ``sl`` of the rig's field before a smile's
+    lift, their column profile ``pw``, ``lip_opening``'s ``(jaw_px, held)`` and the lift (or None)."""
     jaw, gap, teeth = c["jaw"], c["gap"], c["teeth"]
-    spread, rnd, press = c["spread"], c["round"], c["press"]
+    W = rig.W
     # lip-opening profile across the mouth; rounding narrows the opening
-    narrow = 1.0 - 0.18 * rnd + 0.05 * spread
-    q = np.clip(1.0 - np.square(f.u * np.float32(1.0 / narrow) / rig.hw), 0.0, 1.0)
+    narrow = 1.0 - 0.18 * c["round"] + 0.05 * c["spread"]
+    q = np.clip(1.0 - np.square(rig.field.u[sl] * np.float32(1.0 / narrow) / rig.hw[sl]), 0.0, 1.0)
     pw = np.sqrt(q * np.sqrt(q))  # q ** 0.75: the opening tapers into the corners
     jaw_px, held, k = lip_opening(W, jaw, gap)
     up = np.float32(W * (LIP_PART * gap + TEETH_RAISE * teeth * k)) * pw
     lo = np.float32(jaw_px - held + LIP_PART * W * gap) * pw
-    Uo = rig.S - up
-    Lo = rig.S + lo
+    Uo = rig.S[sl] - up
+    Lo = rig.S[sl] + lo
+    smile = c.get("smile", 0.0)
+    lift = np.float32(SMILE_LIFT * W * smile) * rig.cw[sl] if smile else None  # the corners rise
+    return Uo, Lo, pw, jaw_px, held, lift
+
+
+def _mouth_flow(rig: MouthRig, c: dict[str, float]) -> tuple:
+    """``(Uo, Lo, vs, du, jaw_px)``: the inner lip lines and the band map (source v, shift along u)."""
+    f, W = rig.field, rig.W
+    spread, rnd, press = c["spread"], c["round"], c["press"]
+    everything = (slice(None), slice(None))
+    Uo, Lo, pw, jaw_px, held, lift = _lip_lines(rig, c, everything)
     # pressed lips thin; the lower lip stretches over the jaw drop it holds back (its outer
     # edge and the chin go a quarter of that way down)
     pr = np.float32(PRESS * W * press)
     UOo = rig.UOs + (Uo - rig.Us) + pr * pw
     LOo = rig.LOs + (Lo - rig.Ls) + (np.float32(SEAL_STRETCH * held) - pr) * pw
     Co = rig.Cs + np.float32(jaw_px - (1.0 - SEAL_CHIN) * held) * rig.jw
-    smile = c.get("smile", 0.0)
-    if smile:
-        lift = np.float32(SMILE_LIFT * W * smile) * rig.cw
+    if lift is not None:
         Uo, Lo, UOo, LOo = Uo - lift, Lo - lift, UOo - lift, LOo - lift
     UOo = np.minimum(UOo, Uo - 0.25)
     LOo = np.clip(LOo, Lo + 0.25, Co - 0.25)
@@ -391,12 +411,27 @@ def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, f
     )
     shift = np.float32(W * (SPREAD * spread - ROUND * rnd + SMILE_WIDEN * c.get("smile", 0.0)))
     du = -shift * rig.hx * rig.hv if shift != 0 else 0.0
-    mx, my = f.maps(du, vs - v)
+    return Uo, Lo, vs, du, jaw_px
+
+
+def _mouth_frame(rig: MouthRig, src: np.ndarray, out: np.ndarray, c: dict[str, float]) -> None:
+    f = rig.field
+    iy, ix = rig.inner
+    if rig.coarse is None:
+        Uo, Lo, vs, du, jaw_px = _mouth_flow(rig, c)
+        mx, my = f.maps(du, vs - f.v)
+        Ui, Li = Uo[iy, ix], Lo[iy, ix]
+    else:  # the flow at half resolution, interpolated; the lip lines of the interior at full
+        _, _, vs, du, jaw_px = _mouth_flow(rig.coarse, c)
+        dv = up2(vs - rig.coarse.field.v, f.shape)
+        mx, my = f.maps(up2(du, f.shape) if isinstance(du, np.ndarray) else du, dv)
+        Ui, Li, _, _, _, lift = _lip_lines(rig, c, (iy, ix))
+        if lift is not None:
+            Ui, Li = Ui - lift, Li - lift
     x0, y0, x1, y1 = f.rect
     region = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # mouth interior inside the deformed inner-lip contour
-    iy, ix = rig.inner
-    Ui, Li, vi = Uo[iy, ix], Lo[iy, ix], v[iy, ix]
+    vi = f.v[iy, ix]
     # share of each pixel row [v - 0.5, v + 0.5] between the lips: 0 where they touch
     mask = np.clip(np.minimum(vi + 0.5, Li) - np.maximum(vi - 0.5, Ui), 0, 1)
     rows = np.flatnonzero(mask.max(1) > 0.004)
