@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -342,3 +343,22 @@ def test_bundled_sample_avatar_is_frontal_and_confident():
     assert image.shape == (512, 512, 3)
     face = find_face(image)
     assert abs(face.yaw) < 6 and abs(face.pitch) < 6 and face.confidence > 0.85 and face.faces_found == 1
+
+
+def test_mediapipe_is_imported_without_pyplot_which_still_works_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipeline.face.mp_import import mediapipe\n"
+        "mp = mediapipe()\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+        "from mediapipe.python.solutions import drawing_utils\n"
+        "import matplotlib.pyplot as plt\n"
+        "assert drawing_utils.plt.figure is plt.figure\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

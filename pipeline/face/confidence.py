@@ -55,7 +55,9 @@ class FaceCheck:
 
 def _detector():
     def load():
-        import mediapipe as mp
+        from pipeline.face.mp_import import mediapipe
+
+        mp = mediapipe()
 
         return mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.05)
 

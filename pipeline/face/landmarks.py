@@ -44,7 +44,9 @@ MultiFacePolicy = Literal["largest", "refuse"]
 
 def _facemesh(static: bool = True):
     def load():
-        import mediapipe as mp
+        from pipeline.face.mp_import import mediapipe
+
+        mp = mediapipe()
 
         return mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,

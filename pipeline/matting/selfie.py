@@ -63,7 +63,9 @@ EPS_HAIR = 2e-4
 
 def _segmenter(model_selection: int) -> models.Entry:
     def load():
-        import mediapipe as mp
+        from pipeline.face.mp_import import mediapipe
+
+        mp = mediapipe()
 
         return mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=model_selection)
 

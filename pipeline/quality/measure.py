@@ -100,7 +100,9 @@ def planned_track(tracks) -> MouthTrack:
 
 
 def _load_facemesh():
-    import mediapipe as mp
+    from pipeline.face.mp_import import mediapipe
+
+    mp = mediapipe()
 
     return mp.solutions.face_mesh.FaceMesh(
         static_image_mode=False,
