@@ -97,6 +97,14 @@ def stream_preview(avatar: Avatar, parts, folder: str | Path, opts: RenderOption
     return preview(avatar, parts, folder, opts, background, **kwargs)
 
 
+def live_hls():
+    """In-process versions of Gradio's per-chunk ffprobe / ffmpeg work for streamed video
+    (the ``pipeline.live.hls`` module: ``probe_chunk``, ``decode_pcm``, ``mux_segment``)."""
+    from pipeline.live import hls
+
+    return hls
+
+
 def voices(language: str = ""):
     """The voice catalogue (``presets/voices.toml``): every voice, or those for one language
     (BCP-47 tag; a bare "en" gives every English region). Best offline choices first."""
@@ -184,7 +192,7 @@ def engine_names() -> list[str]:
 
 
 __all__ = [
-    "LIVE_LIMITER", "TooManySessions", "live_recording_parts", "live_text_parts", "stream_preview",
+    "LIVE_LIMITER", "TooManySessions", "live_hls", "live_recording_parts", "live_text_parts", "stream_preview",
     "Avatar", "BackgroundOptions", "CancelToken", "Cancelled", "ExportOptions", "FaceSource", "PipelineError",
     "RenderChunk", "RenderOptions", "RenderRequest", "RenderResult", "RenderSession", "Speech", "VoiceOptions",
     "VoiceSource", "download_voice", "engine_names", "export_for", "expression_presets", "format_info",
