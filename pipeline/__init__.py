@@ -27,6 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.export.formats import format_info
 from pipeline.live import LIMITER as LIVE_LIMITER
 from pipeline.live import TooManySessions
+from pipeline.live import hls as live_hls  # in-process versions of Gradio's per-chunk FFmpeg work
 from pipeline.options import BackgroundOptions, ExportOptions, RenderOptions, VoiceOptions
 from pipeline.render import (
     CancelToken,
@@ -95,14 +96,6 @@ def stream_preview(avatar: Avatar, parts, folder: str | Path, opts: RenderOption
     from pipeline.live.stream import stream_preview as preview
 
     return preview(avatar, parts, folder, opts, background, **kwargs)
-
-
-def live_hls():
-    """In-process versions of Gradio's per-chunk ffprobe / ffmpeg work for streamed video
-    (the ``pipeline.live.hls`` module: ``probe_chunk``, ``decode_pcm``, ``mux_segment``)."""
-    from pipeline.live import hls
-
-    return hls
 
 
 def voices(language: str = ""):

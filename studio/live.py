@@ -227,7 +227,7 @@ def in_process_chunks(video: gr.Video, root: Path = LIVE_ROOT) -> bool:
 
     from gradio.components import video as gv
 
-    hls = pipeline.live_hls()
+    hls = pipeline.live_hls
     if os.environ.get(IN_PROCESS_ENV) == "1":
         return False
     stock_mux = getattr(gr.Video, "mux_segment", None)

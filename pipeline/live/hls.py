@@ -30,8 +30,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-
 TS_HZ = 90000  # MPEG-TS clock
 TS_PACKET = 188
 TS_NULL_PID = 0x1FFF
@@ -43,6 +41,8 @@ def probe_chunk(path: str | Path) -> dict[str, Any]:
     """What Gradio's ``Video.probe_chunk`` reports (``ffprobe``): the video track's duration
     (else the audio's, else the container's), the video's start time, the audio's rate and
     channels (None without audio) and the video codec's name."""
+    import av
+
     with av.open(str(path)) as c:
         video = c.streams.video[0] if c.streams.video else None
         audio = c.streams.audio[0] if c.streams.audio else None
@@ -69,6 +69,8 @@ def probe_chunk(path: str | Path) -> dict[str, Any]:
 def decode_pcm(path: str | Path, rate: int, channels: int) -> bytes:
     """A file's first audio track as signed 16-bit little-endian PCM at ``rate`` and
     ``channels`` (what Gradio's ``decode_file_to_pcm`` gets from ``ffmpeg -f s16le``)."""
+    import av
+
     layout = "mono" if channels == 1 else "stereo" if channels == 2 else f"{channels}c"
     resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
     out: list[bytes] = []
@@ -102,6 +104,8 @@ def mux_segment(
     ``pts_base + video_time + t - video_start``, ADTS frame ``k`` at
     ``pts_base + audio_time + k * 1024 / rate``, video on PID 256 and audio on 257, no mux
     delay; ``counters`` (PID -> next continuity counter) is advanced in place."""
+    import av
+
     if path is not None and video_codec not in (None, "h264"):
         raise ValueError(f"only H.264 is copied into a segment, not {video_codec}")
     buf = io.BytesIO()
