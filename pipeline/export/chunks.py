@@ -61,7 +61,7 @@ def tag_bt601(cc) -> None:
 
 
 class ChunkWriter(Mp4Writer):
-    """One chunk as an MP4: H.264 (keyframe first, no B-frames) + AAC of its own audio."""
+    """One chunk as an MP4: H.264 (keyframe first, no B-frames) + FLAC of its own audio."""
 
     label = "stream chunk (MP4: H.264 + FLAC)"
     container_options: ClassVar[dict[str, str]] = {}  # no faststart pass: a chunk is written once, read once
@@ -75,7 +75,8 @@ class ChunkWriter(Mp4Writer):
         return FastYuv()
 
     def _audio_spec(self, clip: AudioClip) -> AudioSpec:  # type: ignore[override]
-        # compression_level 0: the quickest FLAC (~0.5 ms per second of audio); still lossless
+        # compression_level 0: the quickest FLAC, still lossless (~1 ms per 0.96 s chunk at 32 kHz;
+        # AAC took ~29 ms)
         return AudioSpec("flac", clip.rate, options={"compression_level": "0"})
 
 
