@@ -78,17 +78,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     if not request.face.path:
         log.info("no --avatar given: using the bundled sample photo")
-    session = session_for(request, progress=_progress_printer())
+    # a script is spoken while the first sentences render (not with a presenter's own sound mixed in)
+    session = session_for(request, progress=_progress_printer(), stream_speech=args.clip_audio is None)
     if args.clip_audio is not None and session.avatar.clip is not None:
         from pipeline.media.clip_audio import with_clip_audio
 
         session.speech = with_clip_audio(session.speech, session.avatar, args.clip_audio)
-    speech = session.speech
     for w in session.avatar.warnings:
         log.warning(w)
     if request.voice.kind == "audio":
-        log.info("speech timing from %s", speech.source)
+        log.info("speech timing from %s", session.speech.source)
     result = session.write(args.out, request.export_alpha)
+    speech = session.speech
     if args.phonemes_out and speech.phonemes:
         from pipeline.quality import save_phonemes
 

@@ -247,8 +247,9 @@ class RenderSession:
             return self.n_frames
         return max(1, timing.frame_count(self.expected, self.fps), self.planner.frames if self.planner else 0)
 
-    def frames(self) -> Iterator[Frame]:
-        """Every output frame in order, composited; progress reported, cancel checked."""
+    def frames(self, on_piece: Callable[[], None] | None = None) -> Iterator[Frame]:
+        """Every output frame in order, composited; progress reported, cancel checked.
+        ``on_piece()`` is called when the next piece's audio is known, before its frames."""
         n = self._expected_frames()
         step = max(1, n // 50)
         self.progress(0.02, "Rendering")
@@ -256,6 +257,8 @@ class RenderSession:
         i = 0
         try:
             for tracks, audio in self._pieces():
+                if on_piece is not None:
+                    on_piece()
                 if tracks.n_frames == 0:
                     continue
                 for frame in self.engine.render(self.rig, tracks, audio):
@@ -324,8 +327,7 @@ class RenderSession:
         from pipeline.export.threaded import ThreadedWriter
 
         if self.speech is None:
-            self.close()
-            raise PipelineError("A session over speech parts streams (chunks); a file needs the whole speech.")
+            return self._write_parts(Path(out), export, title)
         w, h = self.size
         export = for_source(export, clip=self.avatar.clip is not None)  # x264 preset "auto" made concrete
         try:
@@ -341,20 +343,102 @@ class RenderSession:
         self.progress(1.0, "Done")
         return RenderResult(Path(out), self.n_frames, self.fps, self.speech.duration, seconds, (w, h))
 
+    def _write_parts(self, out: Path, export: ExportOptions, title: str) -> RenderResult:
+        """:meth:`write` for a session over speech parts: the writer opens with the first
+        part's audio and each later part's audio is appended before its frames, so encoding
+        starts while the rest is still being said (writers with ``extend_audio``; subtitles
+        need the whole script, see :func:`streams_to_file`)."""
+        from pipeline.export import open_writer
+        from pipeline.export.threaded import ThreadedWriter
+
+        if not streams_to_file(export):
+            self.close()
+            raise PipelineError(f"A {export.format} file with subtitles '{export.subtitles}' needs the whole speech.")
+        w, h = self.size
+        threaded: ThreadedWriter | None = None
+        fed = 0  # audio samples handed to the writer so far
+
+        def feed() -> None:
+            nonlocal threaded, fed
+            audio = self.audio
+            if threaded is None:
+                if not len(audio.samples):
+                    return
+                writer = open_writer(out, w, h, self.fps, audio, export, title=title or self.avatar.name)
+                threaded = ThreadedWriter(writer)
+            elif len(audio.samples) > fed:
+                threaded.extend_audio(AudioClip(audio.samples[fed:], audio.rate))
+            fed = len(audio.samples)
+
+        try:
+            for frame in self.frames(on_piece=feed):
+                if threaded is None:
+                    raise PipelineError("The speech has no audio.")
+                threaded.write(frame)
+            feed()  # the audio after the last frame
+            assert threaded is not None
+            self.progress(0.98, "Finishing the file")
+            threaded.close()
+        except BaseException:
+            if threaded is not None:
+                threaded.abort()
+            raise
+        finally:
+            self.close()
+        assert self.speech is not None and self.n_frames is not None
+        self.progress(1.0, "Done")
+        return RenderResult(out, self.n_frames, self.fps, self.speech.duration, time.perf_counter() - self.started,
+                            (w, h))
+
     def close(self) -> None:
         """Release what the session holds (a background video reader); safe to call twice."""
         if self.compositor is not None:
             self.compositor.close()
 
 
+def streams_to_file(export: ExportOptions) -> bool:
+    """Whether a file in ``export``'s format can be written while the speech is still being
+    made (its writer appends audio; subtitles need the whole script first)."""
+    from pipeline.export import writer_class
+    from pipeline.export.base import ContainerWriter
+
+    cls = writer_class(export.format)
+    return export.subtitles == "none" and issubclass(cls, ContainerWriter) and cls.has_video
+
+
+SPOKEN_CHARS_PER_S = 15.0  # about what the bundled voice says per second at speed 1 (progress only)
+
+
 def session_for(
-    request, *, progress: Progress = no_progress, cancel: CancelToken | None = None
+    request, *, progress: Progress = no_progress, cancel: CancelToken | None = None, stream_speech: bool = False
 ) -> RenderSession:
     """Validate ``request`` (a :class:`~pipeline.request.RenderRequest`), make its avatar and
-    speech, and open the render session for them."""
-    from pipeline.sources import resolve
+    speech, and open the render session for them.
+
+    ``stream_speech``: a script not spoken before is spoken part by part on a thread while
+    the frames of the parts already said are rendered and encoded (for :meth:`RenderSession.write`
+    to a format that :func:`streams_to_file`; ``session.speech`` is then known once the
+    render is done)."""
+    from pipeline.sources import prepare_avatar, resolve, speech_cached
 
     request.validate()
+    v = request.voice
+    if (stream_speech and v.kind == "text" and streams_to_file(request.export_alpha)
+            and not speech_cached(v.text, v.voice)):
+        from pipeline.speech.stream import prefetched
+        from pipeline.speech.voices import synthesize_parts
+
+        parts = prefetched(synthesize_parts(v.text, v.voice), ahead=3, name="tts-parts")  # TTS starts now
+        progress(0.0, "Finding the face")
+        try:
+            avatar = prepare_avatar(request.face.path or None, multi_face=request.face.multi_face,
+                                    fps=request.render.fps)
+        except BaseException:
+            parts.close()
+            raise
+        expected = len(v.text) / (SPOKEN_CHARS_PER_S * v.voice.speed)
+        return RenderSession(avatar, parts, request.render, request.background, progress=progress, cancel=cancel,
+                             expected=expected)
     progress(0.0, "Finding the face")
     avatar, speech = resolve(request)
     return RenderSession(avatar, speech, request.render, request.background, progress=progress, cancel=cancel)
@@ -363,5 +447,5 @@ def session_for(
 def render_request(
     request, out: str | Path, *, progress: Progress = no_progress, cancel: CancelToken | None = None
 ) -> RenderResult:
-    """Render ``request`` to ``out`` (see :func:`session_for`)."""
-    return session_for(request, progress=progress, cancel=cancel).write(out, request.export_alpha)
+    """Render ``request`` to ``out`` (see :func:`session_for`; a script is spoken while it renders)."""
+    return session_for(request, progress=progress, cancel=cancel, stream_speech=True).write(out, request.export_alpha)

@@ -45,6 +45,10 @@ class Memo(Generic[V]):
                 self._items.popitem(last=False)
         return value
 
+    def has(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -114,6 +118,11 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
     from pipeline.speech import voices
 
     return _SPEECH.get((text, opts), lambda: voices.synthesize(text, opts))
+
+
+def speech_cached(text: str, opts: VoiceOptions = VoiceOptions()) -> bool:
+    """Whether :func:`synthesize` has this script in this voice already (say, from a preview)."""
+    return _SPEECH.has((text, opts))
 
 
 def load_speech(path: str | Path, *, text: str = "", timing: str = "auto", language: str = "en") -> Speech:

@@ -204,14 +204,17 @@ class AudioTrack:
     """One mono audio stream fed in codec-sized chunks, interleaved with the video.
 
     ``encode_until(n)`` encodes whole codec frames up to sample ``n``; ``finish()`` encodes
-    the rest (a short last frame) and flushes the encoder.
+    the rest (a short last frame) and flushes the encoder. ``extend(clip)`` appends speech
+    that arrived later (a render over speech parts), before the frames that need it.
     """
 
     def __init__(self, container: av.container.OutputContainer, clip: AudioClip, spec: AudioSpec) -> None:
+        self._source_rate = clip.rate
         if clip.rate != spec.rate:
             clip = resample(clip, spec.rate)
         self.rate = spec.rate
-        self.samples = clip.samples
+        self._buf = np.array(clip.samples, np.float32)
+        self._n = len(self._buf)
         stream = container.add_stream(spec.codec, rate=spec.rate, options=dict(spec.options))
         stream.layout = "mono"
         if spec.sample_format:
@@ -227,8 +230,26 @@ class AudioTrack:
         self.pos = 0  # next sample to encode
 
     @property
+    def samples(self) -> np.ndarray:
+        """The samples so far (at the stream's rate)."""
+        return self._buf[: self._n]
+
+    @property
     def duration(self) -> float:
-        return len(self.samples) / self.rate
+        return self._n / self.rate
+
+    def extend(self, clip: AudioClip) -> None:
+        """Append ``clip`` (at the rate the track was made with). A part resampled on its
+        own joins the next without a click when parts meet in silence, as speech parts do."""
+        if clip.rate != self._source_rate:
+            raise InvalidOption(f"Audio at {clip.rate} Hz cannot continue a track made at {self._source_rate} Hz.")
+        more = resample(clip, self.rate).samples if clip.rate != self.rate else clip.samples
+        if self._n + len(more) > len(self._buf):
+            grown = np.zeros(max(2 * len(self._buf), self._n + len(more)), np.float32)
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n : self._n + len(more)] = np.clip(more, -1.0, 1.0)
+        self._n += len(more)
 
     def _frame_size(self) -> int:
         if not self._chunk:
@@ -504,6 +525,23 @@ class ContainerWriter(BaseWriter):
     def _start(self, first: np.ndarray) -> None:
         if not self.add_streams_at_open:
             self._add_streams(first)
+
+    def extend_audio(self, clip: AudioClip) -> None:
+        """Append speech that arrived after the writer was opened with the first of it
+        (see :meth:`AudioTrack.extend`); call it before writing the frames it belongs to."""
+        if self._clip is None:
+            raise ValueError(f"{self.path.name}: opened without audio; nothing to continue")
+        if len(clip.samples) == 0:
+            return
+        more = mono_samples(clip, self.path.name)
+        assert more is not None
+        if self._audio_track is not None:
+            self._audio_track.extend(more)
+            self._audio_duration = self._audio_track.duration
+        else:  # the streams are added at the first frame: keep it with the rest
+            if more.rate != self._clip.rate:
+                raise InvalidOption(f"Audio at {more.rate} Hz cannot continue audio at {self._clip.rate} Hz.")
+            self._clip = AudioClip(np.concatenate([self._clip.samples, more.samples]), self._clip.rate)
 
     def _video_stream(self, first: np.ndarray | None) -> ColorConverter | None:
         raise NotImplementedError

@@ -18,6 +18,13 @@ from pipeline.export.base import WriterContext
 _STOP = object()
 
 
+class _Audio:
+    """Audio to append (``extend_audio``), in order with the frames around it."""
+
+    def __init__(self, clip) -> None:
+        self.clip = clip
+
+
 class ThreadedWriter(WriterContext):
     """Wraps a writer (``write``/``close``/``abort``) so that ``write`` only enqueues.
 
@@ -38,6 +45,9 @@ class ThreadedWriter(WriterContext):
                 return
             if self._error is None:
                 try:
+                    if isinstance(item, _Audio):
+                        self.writer.extend_audio(item.clip)
+                        continue
                     self.writer.write(item)
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                     self._error = exc
@@ -49,6 +59,11 @@ class ThreadedWriter(WriterContext):
     def write(self, frame: np.ndarray) -> None:
         self._raise()
         self._queue.put(frame)
+
+    def extend_audio(self, clip) -> None:
+        """The writer's ``extend_audio``, in order with the frames written before and after."""
+        self._raise()
+        self._queue.put(_Audio(clip))
 
     def _drain(self) -> None:
         self._queue.put(_STOP)

@@ -1,4 +1,5 @@
-"""What a TTS engine returns for one piece of text (shared by the engines and the voice router)."""
+"""What a TTS engine returns for one piece of text, and a spoken part built from it (shared by the
+engines, the voice router and the streamed parts)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.types import Phoneme
+from pipeline.phones import PAUSE
+from pipeline.types import AudioClip, Phoneme, Speech
 
 
 @dataclass(frozen=True)
@@ -17,3 +19,19 @@ class Chunk:
     rate: int  # samples per second
     phonemes: tuple[Phoneme, ...] | None  # canonical IPA; None when the engine gave no timing
     words: tuple[tuple[int, float], ...] = ()  # (character index in the piece, start time) per spoken word
+
+
+def lead_part(audio: np.ndarray, rate: int, phones: tuple[Phoneme, ...] | None, lead: float, text: str,
+              source: str, language: str) -> Speech:
+    """A speech part (streamed TTS): ``lead`` seconds of silence, then ``audio`` (phone times
+    shifted to match)."""
+    pad = int(round(lead * rate))
+    samples = np.concatenate([np.zeros(pad, np.float32), np.asarray(audio, np.float32)]) if pad else audio
+    t0 = pad / rate
+    timed: tuple[Phoneme, ...] | None = None
+    if phones is not None:
+        shifted = [Phoneme(p.symbol, p.start + t0, p.end + t0, p.stress) for p in phones]
+        if pad:
+            shifted.insert(0, Phoneme(PAUSE, 0.0, t0))
+        timed = tuple(shifted)
+    return Speech(AudioClip(np.asarray(samples, np.float32), rate), timed, text=text, source=source, language=language)

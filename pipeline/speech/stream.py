@@ -26,6 +26,7 @@ import numpy as np
 
 from pipeline.options import VoiceOptions
 from pipeline.phones import PAUSE
+from pipeline.speech.base import lead_part
 from pipeline.types import AudioClip, Phoneme, Speech
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,6 @@ MIN_FIRST_CHARS = 24  # a shorter first sentence takes the next one along (up to
 SECOND_CHARS = 100  # longest second part
 PART_CHARS = 240  # longest later part
 CLAUSE_GAP_S = 0.08  # silence where a sentence was cut into two parts (a sentence pause is longer)
-
-
-def _part(audio: np.ndarray, rate: int, phones: tuple[Phoneme, ...] | None, lead: float, text: str,
-          source: str, language: str) -> Speech:
-    """A part: ``lead`` seconds of silence, then ``audio`` (phone times shifted to match)."""
-    pad = int(round(lead * rate))
-    samples = np.concatenate([np.zeros(pad, np.float32), np.asarray(audio, np.float32)]) if pad else audio
-    t0 = pad / rate
-    timed: tuple[Phoneme, ...] | None = None
-    if phones is not None:
-        shifted = [Phoneme(p.symbol, p.start + t0, p.end + t0, p.stress) for p in phones]
-        if pad:
-            shifted.insert(0, Phoneme(PAUSE, 0.0, t0))
-        timed = tuple(shifted)
-    return Speech(AudioClip(np.asarray(samples, np.float32), rate), timed, text=text, source=source, language=language)
 
 
 def sentence_pieces(text: str, first_chars: int = FIRST_CHARS, part_chars: int = PART_CHARS) -> list[tuple[int, int]]:
@@ -116,10 +102,10 @@ def speak_parts(text: str, opts: VoiceOptions = VoiceOptions(), first_chars: int
                 if rate and chunk.rate != rate:
                     raise ModelUnavailable(f"Voice {voice.id} returned audio at several sample rates.")
                 rate = chunk.rate
-                yield _part(chunk.audio, rate, chunk.phonemes, lead, said[a:b], voice.engine, voice.language)
+                yield lead_part(chunk.audio, rate, chunk.phonemes, lead, said[a:b], voice.engine, voice.language)
                 lead, spoken = 0.0, ends
         if lead > 0 and rate:  # a pause mark at the very end
-            yield _part(np.zeros(0, np.float32), rate, (), lead, "", voice.engine, voice.language)
+            yield lead_part(np.zeros(0, np.float32), rate, (), lead, "", voice.engine, voice.language)
 
     return parts()
 

@@ -28,12 +28,12 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 
 from pipeline.errors import ModelUnavailable
-from pipeline.speech.base import Chunk
+from pipeline.speech.base import Chunk, lead_part
 from pipeline.options import VoiceOptions
 from pipeline.types import AudioClip, Phoneme, Speech, Word
 from pipeline.phones import PAUSE
@@ -302,6 +302,39 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
                 marks.append((len(parts), piece.offset + pos, t))
             parts.append(chunk)
     return _join(script.text, parts, marks, voice)
+
+
+def synthesize_parts(text: str, opts: VoiceOptions = VoiceOptions()) -> Iterator[Speech]:
+    """The script of :func:`synthesize` as it is spoken, engine chunk by engine chunk: each
+    part is the silence before its chunk (pause marks, the engine's sentence pause) and the
+    chunk, times from the part's start, so the parts joined are the script as
+    :func:`synthesize` says it (the same chunks and pauses; no word times: subtitles need
+    :func:`synthesize`). The script is checked before the first chunk is spoken."""
+    from pipeline.speech import text as txt
+    voice = resolve(opts.voice)
+    eng = engine(voice.engine)
+    script = txt.parse_script(text, opts.max_chars)
+
+    def parts() -> Iterator[Speech]:
+        lead, rate, after_chunk = 0.0, 0, False
+        for piece in script.pieces:
+            if piece.pause:
+                lead, after_chunk = lead + piece.pause, False
+                continue
+            said, _ = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
+            for a, b in txt.chunk_spans(said):
+                if after_chunk:
+                    lead += eng.sentence_gap(opts.speed)
+                chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
+                if rate and chunk.rate != rate:
+                    raise ModelUnavailable(f"Voice {voice.id} returned audio at several sample rates.")
+                rate = chunk.rate
+                yield lead_part(chunk.audio, rate, chunk.phonemes, lead, said[a:b], voice.engine, voice.language)
+                lead, after_chunk = 0.0, True
+        if lead > 0 and rate:  # a pause mark at the very end
+            yield lead_part(np.zeros(0, np.float32), rate, (), lead, "", voice.engine, voice.language)
+
+    return parts()
 
 
 def _join(text: str, parts: list, marks: list[tuple[int, int, float]], voice: Voice) -> Speech:
