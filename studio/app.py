@@ -10,8 +10,6 @@ in the pipeline's process-wide cache on the first request.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -290,19 +288,7 @@ def build_ui(services: Services | None = None) -> gr.Blocks:
 
 def internet_available(host: str = "api.gradio.app", port: int = 443, timeout: float = 3.0) -> bool:
     """Whether a TCP connection to ``host`` opens within ``timeout`` (name lookup included)."""
-    ok: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                ok.append(True)
-        except OSError:
-            pass
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    return bool(ok)
+    return pipeline.model_hub.reachable(f"https://{host}:{port}", timeout)
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, extra: dict | None = None) -> None:
