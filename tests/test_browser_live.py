@@ -71,6 +71,7 @@ def test_speak_plays_while_rendering_and_stop_ends_it(page, tmp_path):
         page.wait_for_timeout(100)
         later = page.evaluate(PLAYING_JS)
     assert not later["paused"] and later["t"] >= 1.0, later
+    assert later["audio"], later  # hls.js took the audio track from the first segment: the stream is not silent
     page.screenshot(path=str(tmp_path / "live.png"))
     page.locator("#live-stop").click()
     page.get_by_text("Stopped").first.wait_for(timeout=5000)
