@@ -326,10 +326,10 @@ class RenderSession:
         from pipeline.export.quality import for_source
         from pipeline.export.threaded import ThreadedWriter
 
+        export = for_source(export, clip=self.avatar.clip is not None)  # x264 preset "auto" made concrete
         if self.speech is None:
             return self._write_parts(Path(out), export, title)
         w, h = self.size
-        export = for_source(export, clip=self.avatar.clip is not None)  # x264 preset "auto" made concrete
         try:
             writer = open_writer(Path(out), w, h, self.fps, self.speech.audio, export,
                                  title=title or self.avatar.name, speech=self.speech)

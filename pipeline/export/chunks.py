@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.export.base import AudioSpec
 from pipeline.export.mp4 import Mp4Writer
-from pipeline.export.quality import x264_crf
+from pipeline.export.quality import x264_crf, x264_preset
 from pipeline.options import ExportOptions
 from pipeline.types import AudioClip, Frame
 
@@ -67,7 +67,7 @@ class ChunkWriter(Mp4Writer):
     container_options: ClassVar[dict[str, str]] = {}  # no faststart pass: a chunk is written once, read once
 
     def _video_stream(self, first) -> FastYuv:  # type: ignore[override]
-        opts = {"crf": str(x264_crf(self.opts)), "preset": self.opts.preset, "tune": "zerolatency",
+        opts = {"crf": str(x264_crf(self.opts)), "preset": x264_preset(self.opts), "tune": "zerolatency",
                 "x264-params": "keyint=infinite:scenecut=0"}
         vs = self._new_video_stream("libx264", "yuv420p", self._enc_w, self._enc_h, opts)
         vs.codec_context.thread_count = 1  # one chunk is small; threads cost more than they give
