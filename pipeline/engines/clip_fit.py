@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # stable landmarks (eye corners, nose, forehead, cheekbones): head motion without the mouth
 STABLE = (33, 133, 362, 263, 1, 4, 5, 6, 168, 197, 195, 2, 98, 327, 10, 151, 9, 234, 454, 93, 323, 117, 346)
@@ -78,3 +82,28 @@ def continue_frames(n: int, start: int, step: int, a: int, b: int) -> tuple[np.n
             nxt = i + step
         i = nxt
     return out, (i, step)
+
+
+class FrameCursor:
+    """Which clip frames the next output frames show, across the renders of one session:
+    the whole speech fitted on the first call (:func:`fit_frames`), later calls (a streamed
+    speech's parts) continuing where the last one stopped (:func:`continue_frames`)."""
+
+    def __init__(self, n_clip: int, speed: np.ndarray, fps: float) -> None:
+        self.n_clip, self.speed, self.fps = n_clip, speed, fps
+        self.at: tuple[int, int] | None = None  # (next clip frame, step) after the last call
+        self.fitted = ""  # how the first call fitted the clip (for logs and tests)
+
+    def order(self, n: int) -> np.ndarray:
+        """Clip frame indices for the next ``n`` output frames."""
+        a, b = turning_points(self.n_clip, self.speed)
+        if self.at is None:
+            order, self.fitted = fit_frames(n, self.n_clip, self.speed, self.fps)
+            log.info("clip fitted: %s", self.fitted)
+        else:
+            order, _ = continue_frames(n, *self.at, a, b)
+        if n:
+            last = int(order[-1])
+            step = int(np.sign(order[-1] - order[-2])) if n > 1 and order[-1] != order[-2] else 1
+            _, self.at = continue_frames(1, last, step, a, b)
+        return order

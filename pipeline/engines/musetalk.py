@@ -34,7 +34,6 @@ import numpy as np
 from pipeline.engines import EngineInfo, check_source
 from pipeline.engines import paste as P
 from pipeline.errors import ModelMissing
-from pipeline.media.image import resize_to
 from pipeline.options import RenderOptions
 from pipeline.types import AudioClip, Avatar, Frame, Tracks
 
@@ -158,29 +157,16 @@ def _fresh(rig: MuseTalkRig) -> MuseTalkRig:
 
 def _prepare(avatar: Avatar, opts: RenderOptions, preds: list[Any], encoder: Any) -> MuseTalkRig:
     from pipeline.engines import warp as W
-    from pipeline.face import regions as R
 
-    image, lm = avatar.image, avatar.face.landmarks.copy()
-    if avatar.matte is not None:
-        alpha = np.clip(np.asarray(avatar.matte, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        image = np.dstack([image, alpha])
-    if opts.size and max(image.shape[:2]) != opts.size:
-        image, scale = resize_to(image, opts.size)
-        lm[:, :3] *= scale
-    elif image.shape[0] % 2 or image.shape[1] % 2:
-        image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
-    image = np.ascontiguousarray(image)
+    image, lm = W.working_image(avatar, opts)
     geom = P.face_geometry(lm, face_size())
     latents = reference_latents(encoder, P.crop(image, geom))
-    eyes = [
-        W._prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
-        W._prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
-    ]
+    eyes, head = W.prepare_motion(image, lm)
     device = str(getattr(preds[0], "device", "cpu"))
     batch = MAX_BATCH.get(device, MAX_BATCH["cpu"])
     log.info("musetalk rig: %d px face on %s, latents %s, batch up to %d", geom.size, device, latents.shape, batch)
     return MuseTalkRig(image, preds[0], preds[1], preds[2], geom, latents, P.paste_target(image, geom), eyes,
-                       W._prepare_head(image, lm), batch)
+                       head, batch)
 
 
 def whisper_states(whisper: Any, audio: AudioClip) -> np.ndarray:

@@ -326,27 +326,39 @@ def _grow(mask: np.ndarray, radius: float) -> np.ndarray:
     return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
 
 
-def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
-    """Everything per-avatar that the frame loop needs."""
+def working_image(avatar: Avatar, opts: RenderOptions) -> tuple[np.ndarray, np.ndarray]:
+    """The avatar's image at the output size (``opts.size``) with even sides, and its landmarks
+    at that scale; a person matte rides along as a fourth channel, so every warp moves it with
+    the pixels (shared by the engines that animate a photo)."""
     image, lm = avatar.image, avatar.face.landmarks.copy()
     if avatar.matte is not None:
-        # carry the person matte as a fourth channel: every warp moves it with the pixels
         alpha = np.clip(np.asarray(avatar.matte, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         image = np.dstack([image, alpha])
     if opts.size and max(image.shape[:2]) != opts.size:
         image, scale = resize_to(image, opts.size)
         lm[:, :3] *= scale
     elif image.shape[0] % 2 or image.shape[1] % 2:
-        h2, w2 = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
-        image = image[:h2, :w2]
-    image = np.ascontiguousarray(image)
-    mouth = _prepare_mouth(image, lm)
-    image = _seal_source_lips(image, lm, mouth)
+        image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+    return np.ascontiguousarray(image), lm
+
+
+def prepare_motion(image: np.ndarray, lm: np.ndarray) -> tuple[list[EyeRig], HeadRig]:
+    """The eye (blinks, gaze, brows) and head rigs of a photo: what the neural engines, which
+    redraw only the mouth, borrow from this one."""
     eyes = [
         _prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
         _prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
     ]
-    return WarpRig(image, lm, mouth, eyes, _prepare_head(image, lm))
+    return eyes, _prepare_head(image, lm)
+
+
+def prepare(avatar: Avatar, opts: RenderOptions) -> WarpRig:
+    """Everything per-avatar that the frame loop needs."""
+    image, lm = working_image(avatar, opts)
+    mouth = _prepare_mouth(image, lm)
+    image = _seal_source_lips(image, lm, mouth)
+    eyes, head = prepare_motion(image, lm)
+    return WarpRig(image, lm, mouth, eyes, head)
 
 
 def lip_opening(W: float, jaw: float, gap: float) -> tuple[np.float32, float, float]:

@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from pipeline.engines.clip_fit import STABLE, continue_frames, fit_frames, head_speed, turning_points
+from pipeline.engines.clip_fit import STABLE, FrameCursor, head_speed
 from pipeline.errors import InvalidOption
 from pipeline.export.yuv import I420Patcher, with_i420
 from pipeline.face import regions as R
@@ -85,23 +85,16 @@ class ClipRig:
     fps: float
     mouth_frame: Callable[..., None]  # the warp engine's mouth renderer
     fitted: str = ""  # how the first render fitted the clip (for logs and tests)
-    cursor: tuple[int, int] | None = None  # (next clip frame, step) after the last render: parts continue there
+    cursor: FrameCursor | None = None  # where the last render stopped: parts continue there
     reader: BlockReader | None = None  # kept open across renders (part by part, frame by frame)
 
     def order(self, n: int) -> np.ndarray:
         """Clip frames for the next ``n`` output frames: the whole speech fitted on the first
         call; later calls (a streamed speech's parts) continue where the last one stopped."""
         if self.cursor is None:
-            order, self.fitted = fit_frames(n, self.n_clip, self.speed, self.fps)
-            log.info("clip fitted: %s", self.fitted)
-        else:
-            a, b = turning_points(self.n_clip, self.speed)
-            order, _ = continue_frames(n, *self.cursor, a, b)
-        if n:
-            last = int(order[-1])
-            step = int(np.sign(order[-1] - order[-2])) if n > 1 and order[-1] != order[-2] else 1
-            a, b = turning_points(self.n_clip, self.speed)
-            _, self.cursor = continue_frames(1, last, step, a, b)
+            self.cursor = FrameCursor(self.n_clip, self.speed, self.fps)
+        order = self.cursor.order(n)
+        self.fitted = self.cursor.fitted
         return order
 
     def frames(self) -> BlockReader:

@@ -40,7 +40,6 @@ import numpy as np
 from pipeline.engines import EngineInfo, check_source
 from pipeline.engines import paste as P
 from pipeline.errors import ModelMissing
-from pipeline.media.image import resize_to
 from pipeline.options import RenderOptions
 from pipeline.types import AudioClip, Avatar, Frame, Tracks
 
@@ -163,29 +162,15 @@ def _digest(avatar: Avatar) -> str:
 
 def _prepare(avatar: Avatar, opts: RenderOptions, name: str, pred: Any, motion: bool = True) -> Wav2LipRig:
     from pipeline.engines import warp as W
-    from pipeline.face import regions as R
 
-    image, lm = avatar.image, avatar.face.landmarks.copy()
-    if avatar.matte is not None:
-        alpha = np.clip(np.asarray(avatar.matte, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        image = np.dstack([image, alpha])
-    if opts.size and max(image.shape[:2]) != opts.size:
-        image, scale = resize_to(image, opts.size)
-        lm[:, :3] *= scale
-    elif image.shape[0] % 2 or image.shape[1] % 2:
-        image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
-    image = np.ascontiguousarray(image)
+    image, lm = W.working_image(avatar, opts)
     size = _net_size(name)
     geom = P.face_geometry(lm, size)
     face_input = P.network_face(P.crop(image, geom))
     target = P.paste_target(image, geom)
     eyes, head = [], None
     if motion:  # a photo: blinks and head motion from the tracks (a clip has its own)
-        eyes = [
-            W._prepare_eye(image, lm, R.RIGHT_EYE_UPPER, R.RIGHT_EYE_LOWER, R.RIGHT_BROW, R.RIGHT_BROW_LOW),
-            W._prepare_eye(image, lm, R.LEFT_EYE_UPPER, R.LEFT_EYE_LOWER, R.LEFT_BROW, R.LEFT_BROW_LOW),
-        ]
-        head = W._prepare_head(image, lm)
+        eyes, head = W.prepare_motion(image, lm)
     device = str(getattr(pred, "device", "cpu"))
     batch = MAX_BATCH.get(device, MAX_BATCH["cpu"])
     log.info("wav2lip rig: %s (%d px) on %s, face box %.0f px, batch up to %d", name, size, device,

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.engines import paste as P
-from pipeline.engines.clip_fit import continue_frames, fit_frames, head_speed, turning_points
+from pipeline.engines.clip_fit import FrameCursor, head_speed
 from pipeline.errors import InvalidOption
 from pipeline.media.image import resize_to
 from pipeline.options import RenderOptions
@@ -40,23 +40,14 @@ class ClipSource:
     landmarks: np.ndarray  # (n_clip, 478, 3) smoothed face track at output size
     speed: np.ndarray  # head speed per clip frame (duration fitting)
     fps: float
-    cursor: tuple[int, int] | None = None  # (next clip frame, step) after the last render
+    cursor: FrameCursor | None = None  # where the last render stopped
     reader: object | None = None
 
     def order(self, n: int) -> np.ndarray:
         """Clip frames for the next ``n`` output frames (the whole speech fitted on the first call)."""
         if self.cursor is None:
-            order, how = fit_frames(n, self.n_clip, self.speed, self.fps)
-            log.info("clip fitted: %s", how)
-        else:
-            a, b = turning_points(self.n_clip, self.speed)
-            order, _ = continue_frames(n, *self.cursor, a, b)
-        if n:
-            last = int(order[-1])
-            step = int(np.sign(order[-1] - order[-2])) if n > 1 and order[-1] != order[-2] else 1
-            a, b = turning_points(self.n_clip, self.speed)
-            _, self.cursor = continue_frames(1, last, step, a, b)
-        return order
+            self.cursor = FrameCursor(self.n_clip, self.speed, self.fps)
+        return self.cursor.order(n)
 
     def frame(self, k: int) -> np.ndarray:
         """Clip frame ``k`` at output size (RGB, a copy)."""
