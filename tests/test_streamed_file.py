@@ -83,3 +83,26 @@ def test_formats_that_need_the_whole_speech_take_it_whole(tmp_path, avatar, spee
     with pytest.raises(PipelineError, match="needs the whole speech"):
         parts.write(tmp_path / "x.gif", ExportOptions(format="gif"))
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_a_prefetch_nobody_reads_stops_its_producer_when_closed():
+    import threading
+    import time
+
+    from pipeline.speech.stream import prefetched
+
+    made = []
+
+    def parts():
+        for i in range(100):
+            made.append(i)
+            yield i
+
+    before = threading.active_count()
+    it = prefetched(parts(), ahead=2, name="test-prefetch")
+    time.sleep(0.3)
+    it.close()  # never iterated (the face was refused, say)
+    deadline = time.monotonic() + 3.0
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before and len(made) <= 4

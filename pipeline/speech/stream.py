@@ -257,4 +257,24 @@ def prefetched(parts: Iterable[Speech], ahead: int = 2, name: str = "speech-part
             if thread is not threading.current_thread():
                 thread.join(timeout=2.0)  # it finishes the part it is making (a TTS call is not interruptible)
 
-    return consume()
+    return _Prefetched(consume(), stop)
+
+
+class _Prefetched(Iterator[Speech]):
+    """The consumer side of :func:`prefetched`: closing (or dropping) it stops the producer,
+    also when no part was asked for yet (a generator that never started runs no cleanup)."""
+
+    def __init__(self, parts: Iterator[Speech], stop: threading.Event) -> None:
+        self._parts, self._stop = parts, stop
+
+    def __next__(self) -> Speech:
+        return next(self._parts)
+
+    def close(self) -> None:
+        self._stop.set()
+        close = getattr(self._parts, "close", None)
+        if close is not None:
+            close()
+
+    def __del__(self) -> None:
+        self._stop.set()
