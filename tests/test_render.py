@@ -173,3 +173,19 @@ def test_gaze_moves_the_iris_but_not_the_eye_corners(avatar):
     assert np.abs(still[y - 3 : y + 4, x - 6 : x + 7].astype(int) - turned[y - 3 : y + 4, x - 6 : x + 7]).mean() > 8
     g = pipeline.plan(pipeline.synthesize("Hello there, how are you today?"), RenderOptions(gaze=0.5)).get("gaze")
     assert 0 < np.abs(g).max() <= 0.5
+
+
+def test_photo_frames_carry_their_i420_with_only_the_redrawn_part_converted(avatar, speech):
+    from pipeline.engines import get_engine
+    from pipeline.export.yuv import i420_of, to_i420
+    from pipeline.render import plan
+    from pipeline.sources import resized_avatar
+
+    engine = get_engine("warp")
+    opts = RenderOptions(size=256)
+    rig = engine.prepare(resized_avatar(avatar, 256), opts)
+    frames = list(engine.render(rig, plan(speech, opts), speech.audio))
+    assert frames and all(i420_of(f) is not None for f in frames)
+    for f in frames[:: max(1, len(frames) // 8)]:  # what the writer encodes = converting the whole frame
+        np.testing.assert_array_equal(i420_of(f), to_i420(np.asarray(f)))
+    assert not frames[0].flags.writeable and rig.image.flags.writeable  # the frame is read-only, its source not

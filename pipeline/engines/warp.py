@@ -36,6 +36,7 @@ from pipeline.types import AudioClip, Avatar, Frame, Tracks
 log = logging.getLogger(__name__)
 
 # Motion amplitudes as fractions of the mouth width W.
+PLANES = True  # frames of an RGB still carry their I420, only the redrawn rectangle converted (pipeline.export.yuv)
 JAW_DROP = 0.48  # lower lip / chin drop at jaw = 1
 JAW_EASE = 0.8  # jaw drop ~ jaw ** JAW_EASE: everyday openings read clearly, the widest stay natural
 LIP_PART = 0.07  # extra lip parting at gap = 1 (each lip)
@@ -570,13 +571,26 @@ class WarpEngine:
         )
         chans = {name: tracks.get(name) for name in names}
         src = rig.image
+        planes = PLANES and src.ndim == 3 and src.shape[2] == 3  # an RGB still: frames carry their I420
+        if planes:
+            from pipeline.export.yuv import I420Patcher, to_i420, with_i420
+
+            patch, base = I420Patcher(), to_i420(src)
         for i in range(tracks.n_frames):
             c = {k: float(v[i]) for k, v in chans.items()}
             out = src.copy()
             _mouth_frame(rig.mouth, src, out, c)
+            rects = [rig.mouth.field.rect]
             if c["blink"] > 0.01 or c["brow"] > 0.01 or abs(c["gaze"]) > 0.01:
                 for eye in rig.eyes:
                     _eye_frame(eye, out, c["blink"], c["brow"], c["gaze"])
+                    rects.append(eye.field.rect)
             if abs(c["yaw"]) + abs(c["pitch"]) + abs(c["roll"]) > 0.01:
                 _head_frame(rig.head, out, c["yaw"], c["pitch"], c["roll"])
-            yield out
+                rects.append(rig.head.field.rect)
+            if planes:
+                x0, y0 = min(r[0] for r in rects), min(r[1] for r in rects)
+                x1, y1 = max(r[2] for r in rects), max(r[3] for r in rects)
+                yield with_i420(out, patch(base, out, (x0, y0, x1, y1)))
+            else:
+                yield out
