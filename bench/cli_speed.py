@@ -94,7 +94,9 @@ def main() -> None:
     out: dict = {"audio_seconds": round(speech.duration, 1)}
     runs: dict[str, list[float]] = {c: [] for c in ["start", *cases]}
     fps: dict[str, list[float]] = {c: [] for c in cases}
-    frames = [f for f in pipeline.RenderSession(pipeline.prepare_avatar(str(face)), speech).frames()]
+    # plain RGB copies: the reference includes the RGB -> YUV conversion (as on earlier days; the render's
+    # own frames now carry their I420 and skip most of it)
+    frames = [np.array(f) for f in pipeline.RenderSession(pipeline.prepare_avatar(str(face)), speech).frames()]
     enc = []
     if "4k" in cases:
         big = tmp / "face4k.png"
