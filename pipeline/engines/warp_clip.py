@@ -172,24 +172,12 @@ def _mask(lm: np.ndarray, rig, shape: tuple[int, int], drop: float = MASK_DROP[0
 def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
     """Per-render work for a clip avatar (see the module docstring); ``warp`` is the warp
     engine's module (its mouth rig, handed over so the two modules do not import each other)."""
-    from pipeline.face.clip import manifest_of, open_frames, prepare_clip
+    from pipeline.face.clip import manifest_of, open_frames
 
+    avatar = clip_at_rate(avatar, opts.fps)
     clip = avatar.clip
     assert clip is not None
     manifest = manifest_of(clip)
-    if abs(clip.fps - opts.fps) > 1e-6:  # the clip was prepared at another rate: prepare it at this one
-        src = manifest["source"].get("path", "")
-        try:
-            again = prepare_clip(src, opts.fps, name=avatar.name)
-        except Exception as exc:
-            raise InvalidOption(
-                f"The clip was prepared at {clip.fps:g} fps and its source file is no longer there to prepare it "
-                f"at {opts.fps:g} fps ({exc}); load the clip again."
-            ) from exc
-        avatar = _like(again, avatar)
-        clip = again.clip
-        assert clip is not None
-        manifest = manifest_of(clip)
     stored = (int(manifest["width"]), int(manifest["height"]))
     image = avatar.image
     scale_ref = 1.0
@@ -235,6 +223,26 @@ def prepare(avatar: Avatar, opts: RenderOptions, warp: ModuleType) -> ClipRig:
     speed = head_speed(clip.landmarks, float(manifest.get("face_width", 100.0)))
     return ClipRig(clip.path, int(manifest["stored_frames"]), first, clip.n_frames, size, stored, mouth, ref,
                    ref.copy(), (x0, y0, x1, y1), mask, affines, speed, found, clip.fps, warp._mouth_frame)
+
+
+def clip_at_rate(avatar: Avatar, fps: float) -> Avatar:
+    """The clip avatar prepared at ``fps`` (the render's rate): itself, or prepared again from
+    its source file at that rate (cached like the first time), at the size of its image."""
+    from pipeline.face.clip import manifest_of, prepare_clip
+
+    clip = avatar.clip
+    assert clip is not None
+    if abs(clip.fps - fps) <= 1e-6:
+        return avatar
+    src = manifest_of(clip)["source"].get("path", "")
+    try:
+        again = prepare_clip(src, fps, name=avatar.name)
+    except Exception as exc:
+        raise InvalidOption(
+            f"The clip was prepared at {clip.fps:g} fps and its source file is no longer there to prepare it "
+            f"at {fps:g} fps ({exc}); load the clip again."
+        ) from exc
+    return _like(again, avatar)
 
 
 def _like(new: Avatar, old: Avatar) -> Avatar:

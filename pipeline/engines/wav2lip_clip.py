@@ -22,7 +22,6 @@ import numpy as np
 
 from pipeline.engines import paste as P
 from pipeline.engines.clip_fit import FrameCursor, head_speed
-from pipeline.errors import InvalidOption
 from pipeline.media.image import resize_to
 from pipeline.options import RenderOptions
 from pipeline.types import Avatar
@@ -64,29 +63,13 @@ class ClipSource:
 
 def prepare_clip_source(avatar: Avatar, opts: RenderOptions) -> tuple[Avatar, ClipSource]:
     """The clip at the render's frame rate and output size, and its reference frame's avatar."""
-    from pipeline.face.clip import manifest_of, prepare_clip
+    from pipeline.engines.warp_clip import clip_at_rate
+    from pipeline.face.clip import manifest_of
 
+    avatar = clip_at_rate(avatar, opts.fps)
     clip = avatar.clip
     assert clip is not None
     manifest = manifest_of(clip)
-    if abs(clip.fps - opts.fps) > 1e-6:  # prepared at another rate: prepare it at this one
-        src = manifest["source"].get("path", "")
-        try:
-            again = prepare_clip(src, opts.fps, name=avatar.name)
-        except Exception as exc:
-            raise InvalidOption(
-                f"The clip was prepared at {clip.fps:g} fps and its source file is no longer there to prepare it "
-                f"at {opts.fps:g} fps ({exc}); load the clip again."
-            ) from exc
-        if again.image.shape != avatar.image.shape:
-            image, scale = resize_to(again.image, max(avatar.image.shape[:2]))
-            lm = again.face.landmarks.copy()
-            lm[:, :3] *= scale
-            again = dataclasses.replace(again, image=image, face=dataclasses.replace(again.face, landmarks=lm))
-        avatar = again
-        clip = again.clip
-        assert clip is not None
-        manifest = manifest_of(clip)
     image = avatar.image
     if opts.size and max(image.shape[:2]) != opts.size:
         image, _ = resize_to(image, opts.size)
