@@ -64,3 +64,14 @@ def rendered(avatar, speech, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("render") / "sentence.mp4"
     return pipeline.render_to_file(avatar, speech, out)
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """One torch intra-op thread for a neural test (on a shared 2-core machine torch's second
+    thread spins against the other processes, 5-20x slower); restored afterwards."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,15 +21,7 @@ from pipeline.neural import sd_vae, whisper_encoder  # noqa: E402
 
 SMALL_UNET = {"width": 0.05, "groups": 8, "layers_per_block": 1}  # 16/32/64/64 channels
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine a second torch thread only spins
-    against the other processes; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _count(m: torch.nn.Module) -> int:

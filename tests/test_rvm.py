@@ -20,15 +20,7 @@ from pipeline.neural import rvm_net  # noqa: E402
 INPUTS = ["src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio"]
 OUTPUTS = ["fgr", "pha", "r1o", "r2o", "r3o", "r4o"]
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine a second torch thread only spins
-    against the other processes; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

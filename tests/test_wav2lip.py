@@ -14,16 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "wav2lip_tiny_test"
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine torch's second thread spins against the
-    other processes (5-20x slower); restored afterwards for the rest of the suite."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
