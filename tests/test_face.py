@@ -345,7 +345,7 @@ def test_bundled_sample_avatar_is_frontal_and_confident():
     assert abs(face.yaw) < 6 and abs(face.pitch) < 6 and face.confidence > 0.85 and face.faces_found == 1
 
 
-def test_mediapipe_is_imported_without_pyplot_which_still_works_when_used():
+def test_mediapipe_is_imported_without_pyplot_or_tasks_which_still_work_when_used():
     import subprocess
     import sys
 
@@ -353,10 +353,15 @@ def test_mediapipe_is_imported_without_pyplot_which_still_works_when_used():
         "import sys\n"
         "from pipeline.face.mp_import import mediapipe\n"
         "mp = mediapipe()\n"
-        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
+        "for name in ('matplotlib.pyplot', 'mediapipe.tasks.python.vision', 'sounddevice'):\n"
+        "    assert name not in sys.modules, name + ' was imported'\n"
+        "assert mp.solutions.face_mesh.FaceMesh\n"
         "from mediapipe.python.solutions import drawing_utils\n"
         "import matplotlib.pyplot as plt\n"
         "assert drawing_utils.plt.figure is plt.figure\n"
+        "from mediapipe.tasks.python import vision\n"
+        "assert mp.tasks.vision.FaceLandmarker is vision.FaceLandmarker\n"
+        "assert mp.tasks.BaseOptions\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

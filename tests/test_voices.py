@@ -217,6 +217,41 @@ def test_local_onnx_path_keeps_working():
     assert speech.source == "piper" and speech.phonemes and speech.duration > 0.4
 
 
+def test_piper_voice_is_optimised_once_and_loaded_from_the_data_folder(monkeypatch, tmp_path):
+    from piper import SynthesisConfig
+
+    from pipeline.speech import piper_tts
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path))
+    model, cfg = piper_tts.voice_paths(piper_tts.BUNDLED_VOICE)
+    cached = piper_tts.optimized_path(model)
+    assert cached.parent == tmp_path / "piper" and piper_tts.BUNDLED_VOICE in cached.name and not cached.exists()
+
+    def spoken(voice):
+        chunks = list(voice.synthesize("Peter bought a map.", syn_config=SynthesisConfig(noise_scale=0.0,
+                                       noise_w_scale=0.0), include_alignments=True))
+        return np.concatenate([c.audio_float_array for c in chunks]), [a.phoneme for a in chunks[0].phoneme_alignments]
+
+    first = spoken(piper_tts._load_quiet(model, cfg))  # patched, optimised and written
+    assert cached.stat().st_size > 10_000_000 and [p.name for p in cached.parent.iterdir()] == [cached.name]
+
+    def rebuilt(*a):
+        raise AssertionError("the cached model was not used")
+
+    with monkeypatch.context() as m:
+        m.setattr(piper_tts, "_patched_session", rebuilt)
+        again = spoken(piper_tts._load_quiet(model, cfg))  # from the cache: no onnx parse, no patch
+    assert again[1] == first[1] and "p" in first[1]  # the alignment output is there
+    assert len(again[0]) == len(first[0]) and np.abs(again[0] - first[0]).max() < 1e-3
+
+    cached.write_bytes(b"not a model")  # damaged: made again
+    assert spoken(piper_tts._load_quiet(model, cfg))[1] == first[1] and cached.stat().st_size > 10_000_000
+
+    monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("a file where the data folder should be")
+    assert spoken(piper_tts._load_quiet(model, cfg))[1] == first[1]  # a folder that cannot be written: as before
+
+
 def test_piper_is_still_the_default(speech):
     assert VoiceOptions().voice == "en_US-joe-medium"
     default = voices.resolve(VoiceOptions().voice)
@@ -314,6 +349,9 @@ def test_chunks_follow_sentences():
     ]  # fmt: skip
     spans = text.chunk_spans(t, 30)
     assert [t[a:b] for a, b in spans][:2] == ["Dr. Smith came. He said hi!", "J. R. R. Tolkien wrote it..."]
+    first = [t[a:b] for a, b in text.chunk_spans(t, 30, first=16)]
+    assert first[:3] == ["Dr. Smith came.", "He said hi!", "J. R. R. Tolkien wrote it..."]  # the first alone
+    assert [t[a:b] for a, b in spans][1:] == first[2:]  # then as without it
     run_on = "word " * 200  # no punctuation at all
     spans = text.chunk_spans(run_on.strip(), 100)
     assert all(b - a <= 100 for a, b in spans) and all(run_on[b - 1] != " " for a, b in spans)

@@ -21,6 +21,7 @@ from pipeline.errors import InvalidText
 MAX_PAUSE_S = 10.0  # longest pause one mark may ask for
 DEFAULT_PAUSE_S = 0.5  # a bare [pause]
 CHUNK_CHARS = 400  # longest piece of text given to an engine in one call
+FIRST_CHUNK_CHARS = 100  # a script's first call holds no more than its first sentence(s) up to this
 
 
 def clean_text(text: str, max_chars: int) -> str:
@@ -187,14 +188,18 @@ def _split_long(text: str, a: int, b: int, limit: int) -> list[tuple[int, int]]:
     return [s for s in out if s[1] > s[0]]
 
 
-def chunk_spans(text: str, limit: int = CHUNK_CHARS) -> list[tuple[int, int]]:
+def chunk_spans(text: str, limit: int = CHUNK_CHARS, first: int | None = None) -> list[tuple[int, int]]:
     """(start, end) of pieces of ``text`` of at most ``limit`` characters, cut between
     sentences (consecutive short sentences share a piece), long sentences at clause
-    marks or spaces. Each piece is one engine call."""
+    marks or spaces. Each piece is one engine call. ``first``: the first piece takes a
+    following sentence only while it stays within ``first`` characters (the first sentence
+    is spoken on its own, so a render or preview that waits for it starts sooner; a sentence
+    is never cut shorter for it)."""
     chunks: list[tuple[int, int]] = []
     for a, b in sentence_spans(text):
         for s, e in _split_long(text, a, b, limit):
-            if chunks and e - chunks[-1][0] <= limit and "\n\n" not in text[chunks[-1][1] : s]:
+            room = first if first is not None and len(chunks) == 1 else limit
+            if chunks and e - chunks[-1][0] <= room and "\n\n" not in text[chunks[-1][1] : s]:
                 chunks[-1] = (chunks[-1][0], e)
             else:
                 chunks.append((s, e))

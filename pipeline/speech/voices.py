@@ -292,7 +292,8 @@ def synthesize(text: str, opts: VoiceOptions = VoiceOptions()) -> Speech:
             parts.append(piece.pause)
             continue
         said, origin = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
-        for a, b in txt.chunk_spans(said):
+        first = None if any(isinstance(p, Chunk) for p in parts) else txt.FIRST_CHUNK_CHARS
+        for a, b in txt.chunk_spans(said, first=first):
             if parts and isinstance(parts[-1], Chunk):
                 parts.append(eng.sentence_gap(opts.speed))
             chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
@@ -322,7 +323,7 @@ def synthesize_parts(text: str, opts: VoiceOptions = VoiceOptions()) -> Iterator
                 lead, after_chunk = lead + piece.pause, False
                 continue
             said, _ = txt.normalize(piece.text, voice.language) if opts.normalize else (piece.text, None)
-            for a, b in txt.chunk_spans(said):
+            for a, b in txt.chunk_spans(said, first=None if rate else txt.FIRST_CHUNK_CHARS):
                 if after_chunk:
                     lead += eng.sentence_gap(opts.speed)
                 chunk = eng.synthesize_chunk(said[a:b], voice.engine_voice, opts.speed, opts.variation)
