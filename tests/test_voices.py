@@ -244,8 +244,13 @@ def test_piper_voice_is_optimised_once_and_loaded_from_the_data_folder(monkeypat
     assert again[1] == first[1] and "p" in first[1]  # the alignment output is there
     assert len(again[0]) == len(first[0]) and np.abs(again[0] - first[0]).max() < 1e-3
 
-    cached.write_bytes(b"not a model")  # damaged: made again
+    stale = cached.with_name(f"{piper_tts.BUNDLED_VOICE}-1-2-ort1.0.onnx")
+    stale.write_bytes(b"made for another ONNX Runtime")
+    other = cached.with_name("en_US-other-medium-1-2-ort1.0.onnx")
+    other.write_bytes(b"another voice's")
+    cached.write_bytes(b"not a model")  # damaged: made again, and the stale copy goes
     assert spoken(piper_tts._load_quiet(model, cfg))[1] == first[1] and cached.stat().st_size > 10_000_000
+    assert not stale.exists() and other.exists()
 
     monkeypatch.setenv("AVATAR_STUDIO_HOME", str(tmp_path / "file"))
     (tmp_path / "file").write_text("a file where the data folder should be")

@@ -58,8 +58,18 @@ def log_mel(x: np.ndarray) -> np.ndarray:
     return np.concatenate([db, energy[:, None]], axis=1).astype(np.float32)
 
 
-def features(x: np.ndarray) -> np.ndarray:
-    """Per-frame input of the network: level-normalised log-mel bands with context."""
+def features(x: np.ndarray, context: tuple[int, ...] = CONTEXT) -> np.ndarray:
+    """Per-frame input of the network: level-normalised log-mel bands with the frames at
+    ``context`` offsets stacked."""
+    f = frame_features(x)
+    n = len(f)
+    idx = np.clip(np.arange(n)[:, None] + np.array(context)[None, :], 0, n - 1)
+    return f[idx].reshape(n, -1)
+
+
+def frame_features(x: np.ndarray) -> np.ndarray:
+    """(n_frames, N_MELS + 1): log-mel bands relative to the speaker's mean spectrum and
+    frame energy relative to the loud level, clipped :data:`FLOOR_DB` below it."""
     f = log_mel(x)
     e = f[:, -1]
     loud = float(np.percentile(e, 95))
@@ -68,18 +78,20 @@ def features(x: np.ndarray) -> np.ndarray:
     ref = f[speech, :-1].mean(0) if speech.any() else f[:, :-1].mean(0)
     f[:, :-1] -= ref  # spectral shape relative to this speaker's mean
     f[:, -1] -= loud
-    n = len(f)
-    idx = np.clip(np.arange(n)[:, None] + np.array(CONTEXT)[None, :], 0, n - 1)
-    return f[idx].reshape(n, -1)
+    return f
 
 
 class Net:
-    """The trained classifier: input normalisation and a 3-layer perceptron."""
+    """The trained classifier: input normalisation and a perceptron (``w0, b0, w1, ...``;
+    ReLU between layers); ``context``: the frame offsets its input stacks (the weights
+    file's, :data:`CONTEXT` when it has none)."""
 
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
         self.mu = weights["mu"].astype(np.float32)
         self.sd = weights["sd"].astype(np.float32)
-        self.layers = [(weights[f"w{i}"].astype(np.float32), weights[f"b{i}"].astype(np.float32)) for i in range(3)]
+        self.context = tuple(int(c) for c in weights["context"]) if "context" in weights else CONTEXT
+        n = sum(1 for k in weights if k.startswith("w") and k[1:].isdigit())
+        self.layers = [(weights[f"w{i}"].astype(np.float32), weights[f"b{i}"].astype(np.float32)) for i in range(n)]
 
     def probabilities(self, feats: np.ndarray) -> np.ndarray:
         """(n, len(CLASSES)) class probabilities of feature rows."""
@@ -112,4 +124,5 @@ def probabilities(x: np.ndarray) -> np.ndarray:
     one row per 10 ms (row k centred at k * 10 ms)."""
     if len(x) < WIN:
         x = np.pad(np.asarray(x, np.float32), (0, WIN - len(x)))
-    return net().probabilities(features(x))
+    model = net()
+    return model.probabilities(features(x, model.context))

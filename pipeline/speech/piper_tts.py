@@ -131,6 +131,16 @@ def optimized_path(model: Path) -> Path | None:
     return root / f"{Path(model).stem}-{st.st_size}-{st.st_mtime_ns}-ort{onnxruntime.__version__}.onnx"
 
 
+def _drop_stale(cached: Path, stem: str) -> None:
+    """Delete the voice's graphs made for another file version or ONNX Runtime."""
+    import re
+
+    pattern = re.compile(re.escape(stem) + r"-\d+-\d+-ort[\w.+]+\.onnx")
+    for other in cached.parent.iterdir():
+        if other != cached and pattern.fullmatch(other.name):
+            other.unlink(missing_ok=True)
+
+
 def _patched_session(model: Path, cached: Path | None):
     """A session for ``model`` with Piper's alignment output added; its graph, optimised at
     ORT's ``extended`` level (portable: no hardware-specific layouts), is written to ``cached``
@@ -165,6 +175,7 @@ def _patched_session(model: Path, cached: Path | None):
         try:
             if os.path.getsize(tmp) > 0:
                 os.replace(tmp, cached)
+                _drop_stale(cached, Path(model).stem)
         except OSError as exc:
             log.debug("Piper model cache %s not written: %s", cached, exc)
         finally:
