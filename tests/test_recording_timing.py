@@ -263,3 +263,21 @@ def test_a_task_error_in_a_worker_reaches_the_caller(two_workers):
         fut.result(timeout=60)
     with pytest.raises(ValueError, match="not a pipeline task"):
         workers.submit("os:getcwd").result(timeout=60)
+
+
+def test_a_long_closure_keeps_its_release_also_after_a_pause():
+    """"..., the big": the recogniser runs the voiced "the" into the /b/ after a pause; the
+    closure keeps its last LONG_CLOSURE_S and the voiced part before it opens (a neutral
+    vowel). A silent closure (the lips already shut in the pause) stays whole."""
+    from pipeline.visemes import passes
+
+    level = np.zeros(int(2.0 * passes.RATE))
+    level[int(0.50 * passes.RATE) : int(0.75 * passes.RATE)] = 0.8  # voiced from 0.50 s ...
+    level[int(0.90 * passes.RATE) :] = 0.8  # ... and again after the second closure's silence
+    heard = (Phoneme(PAUSE, 0.0, 0.5), Phoneme("b", 0.5, 0.66), Phoneme("ɪ", 0.66, 0.75),
+             Phoneme("p", 0.75, 0.9), Phoneme("ɑ", 0.9, 1.1), Phoneme(PAUSE, 1.1, 2.0))
+    out = segment_phones._release_part(heard, level)
+    keep = segment_phones.LONG_CLOSURE_S
+    assert [p.symbol for p in out] == [PAUSE, "ə", "b", "ɪ", "p", "ɑ", PAUSE]
+    assert out[1].start == 0.5 and out[2].start == pytest.approx(0.66 - keep) and out[2].end == 0.66
+    assert (out[4].start, out[4].end) == (0.75, 0.9)  # silent before its release: all closed

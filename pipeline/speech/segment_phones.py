@@ -52,7 +52,7 @@ ONSET_P = 0.05  # speech starting after a pause with a /p b m/ probability this 
 ONSET_S = 0.03  # (a closure this long from the onset on)
 SHORT_PAUSE_S = 0.04  # a pause this long before speech is a stop's closure too (shorter ones: see ONSET_P)...
 ONSET_SHORT_P = 0.12  # ...when it is under 0.1 s only if the classifier leans this far to /p b m/ at the onset
-LONG_CLOSURE_S = 0.1  # a closure longer than this that releases into speech keeps its last LONG_CLOSURE_S
+LONG_CLOSURE_S = 0.08  # a closure longer than this that releases into speech keeps its last LONG_CLOSURE_S
 EDGE_P = 0.7  # a pause starts at the first frame before it that is at least this likely silence
 NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
 STRETCH = 0.15  # added closures are lengthened by this share (the release part)
@@ -244,12 +244,16 @@ def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis) -> tupl
 def _release_part(phones: tuple[Phoneme, ...], level: np.ndarray) -> tuple[Phoneme, ...]:
     """A closure longer than ``LONG_CLOSURE_S`` that releases into speech keeps its last
     ``LONG_CLOSURE_S`` (the release is where a stop's closure is certain; its start is
-    where the recogniser and the classifier run a short vowel into it, as in "the big")."""
+    where the recogniser and the classifier run a short vowel into it, as in "the big"),
+    when what it gives up is voiced; also right after a pause, where the recogniser runs a
+    sentence's first short word into the next closure ("..., the big", "..., and maybe"):
+    planned over 7 Piper minutes without transcript (two scripts), with the last 80 ms kept
+    instead of 100: open vowels 95.9 -> 97.0 % and 95.2 -> 96.2 %, closures unchanged (97.6
+    and 97.9 %); 33 short clips: open 99.2 -> 98.8 % (one vowel), closures unchanged."""
     out: list[Phoneme] = []
     for i, p in enumerate(phones):
         nxt = phones[i + 1] if i + 1 < len(phones) else None
-        if (p.symbol in _BILABIAL and p.end - p.start > LONG_CLOSURE_S and nxt is not None and nxt.symbol != PAUSE
-                and (not out or out[-1].symbol != PAUSE)):
+        if p.symbol in _BILABIAL and p.end - p.start > LONG_CLOSURE_S and nxt is not None and nxt.symbol != PAUSE:
             a = p.end - LONG_CLOSURE_S
             if a - p.start >= MIN_VOWEL_S and _loud(level, p.start, a):
                 out.append(Phoneme("ə", p.start, a))
