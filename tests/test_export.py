@@ -205,3 +205,21 @@ def test_open_writer_by_format(tmp_path: Path) -> None:
     assert probe(tmp_path / "a.mp4")["title"] == "t"
     with pytest.raises(InvalidOption, match="avi"):
         open_writer(tmp_path / "a.avi", 32, 32, 25.0, None, dataclasses.replace(FAST, format="avi"))
+
+
+def test_small_frames_are_encoded_on_one_x264_thread(tmp_path: Path) -> None:
+    from pipeline.export.quality import SINGLE_THREAD_PIXELS, x264_threads
+
+    assert x264_threads(512, 512) == "1" and x264_threads(768, 768) == "1"
+    assert x264_threads(1024, 1024) == "0" and x264_threads(1280, 720) == "0"  # x264's own choice
+    settings = {}
+    for w, h in [(64, 48), (1024, 1024)]:
+        out = tmp_path / f"{w}.mp4"
+        with Mp4Writer(out, w, h, 25.0, None, FAST) as wr:
+            for f in moving_frames(3, w, h):
+                wr.write(f)
+        sei = out.read_bytes()
+        k = sei.index(b"x264 - core")
+        settings[w] = sei[k : sei.index(b"\x00", k)].decode("ascii", "replace")  # the options x264 writes in
+    assert " threads=1 " in settings[64] and " threads=1 " not in settings[1024]
+    assert 64 * 48 <= SINGLE_THREAD_PIXELS < 1024 * 1024

@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.errors import InvalidOption
 from pipeline.export.base import PRODUCT, AudioSpec, ColorConverter, ContainerWriter, tag_bt709
-from pipeline.export.quality import preset, x264_crf, x264_preset
+from pipeline.export.quality import preset, x264_crf, x264_preset, x264_threads
 from pipeline.export.readback import probe
 from pipeline.options import ExportOptions
 from pipeline.types import AudioClip
@@ -69,7 +69,8 @@ class Mp4Writer(ContainerWriter):
         super()._open(audio)
 
     def _video_stream(self, first: np.ndarray | None) -> ColorConverter:
-        opts = {"crf": str(x264_crf(self.opts)), "preset": x264_preset(self.opts)}
+        opts = {"crf": str(x264_crf(self.opts)), "preset": x264_preset(self.opts),
+                "threads": x264_threads(self._enc_w, self._enc_h)}
         vs = self._new_video_stream("libx264", "yuv420p", self._enc_w, self._enc_h, opts)
         tag_bt709(vs.codec_context)
         return ColorConverter("yuv420p")
