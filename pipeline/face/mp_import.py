@@ -5,7 +5,7 @@ they import ``matplotlib.pyplot`` (for ``plot_landmarks``, which the studio neve
 about 0.3-0.5 s of every process that finds a face, measured on 2 cores (0.81 -> 0.48 s
 for ``import mediapipe`` under load). Its top package also imports the whole Tasks API
 (``mediapipe.tasks.python``: audio, vision, text and genai tasks, with ``sounddevice``),
-while the studio runs the ``solutions`` graphs only: 0.48 -> 0.20 s more on a quiet
+while the studio runs the ``solutions`` graphs only: 0.48 -> 0.29 s more on a quiet
 machine (medians of 5).
 
 :func:`mediapipe` imports it with stand-ins for those modules (:data:`LAZY`) that become

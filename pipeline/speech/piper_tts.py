@@ -141,6 +141,18 @@ def _drop_stale(cached: Path, stem: str) -> None:
             other.unlink(missing_ok=True)
 
 
+def _keep(tmp: Path, cached: Path, stem: str) -> None:
+    """The optimised graph ORT wrote to ``tmp`` becomes ``cached`` (and the voice's stale copies go)."""
+    import os
+
+    try:
+        if tmp.stat().st_size > 0:
+            os.replace(tmp, cached)
+            _drop_stale(cached, stem)
+    except OSError as exc:
+        log.debug("Piper model cache %s not written: %s", cached, exc)
+
+
 def _patched_session(model: Path, cached: Path | None):
     """A session for ``model`` with Piper's alignment output added; its graph, optimised at
     ORT's ``extended`` level (portable: no hardware-specific layouts), is written to ``cached``
@@ -169,17 +181,14 @@ def _patched_session(model: Path, cached: Path | None):
         except OSError as exc:
             log.debug("Piper model cache %s not writable: %s", cached.parent, exc)
             tmp = None
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=opts,
-                                           providers=["CPUExecutionProvider"])
-    if tmp is not None:
-        try:
-            if os.path.getsize(tmp) > 0:
-                os.replace(tmp, cached)
-                _drop_stale(cached, Path(model).stem)
-        except OSError as exc:
-            log.debug("Piper model cache %s not written: %s", cached, exc)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+    try:
+        session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=opts,
+                                               providers=["CPUExecutionProvider"])
+        if tmp is not None:
+            _keep(Path(tmp), cached, Path(model).stem)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)  # nothing half-written stays, also when the session failed
     return session
 
 
