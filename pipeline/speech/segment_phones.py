@@ -56,6 +56,7 @@ LONG_CLOSURE_S = 0.08  # a closure longer than this that releases into speech ke
 EDGE_P = 0.7  # a pause starts at the first frame before it that is at least this likely silence
 NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
 STRETCH = 0.15  # added closures are lengthened by this share (the release part)
+MAX_STOP_S = 0.15  # a recognised /p b/ between speech this short is a stop's closure even when silent
 SILENT_P = 0.7  # a recognised phone whose frames are on average this likely silence is a pause
 SILENCE_RUN_P = 0.5  # frames at least this likely silence...
 MIN_SILENCE_S = 0.08  # ...in runs this long are a pause, whatever was recognised there
@@ -91,7 +92,7 @@ def time_segment(samples: np.ndarray) -> tuple[Phoneme, ...]:
     if not bilabial.available():
         return acoustic.add_dip_closures(phones, an)
     prob = bilabial.probabilities(clip.samples)
-    return _closures(_silences(phones, prob, an.active), prob[:, 1], an)
+    return _closures(_silences(phones, prob, an.active), prob[:, 1], an, prob[:, 2])
 
 
 def _silences(phones: tuple[Phoneme, ...], prob: np.ndarray, active: np.ndarray) -> tuple[Phoneme, ...]:
@@ -112,9 +113,9 @@ def _silences(phones: tuple[Phoneme, ...], prob: np.ndarray, active: np.ndarray)
     ps, pb = prob[:, 2], prob[:, 1]
     step = bilabial.FRAME_S
     out: list[Phoneme] = []
-    for p in phones:
+    for k, p in enumerate(phones):
         sym = p.symbol
-        if sym != PAUSE:
+        if sym != PAUSE and not _stop_closure(phones, k):
             i, j = int(p.start / step + 0.5), max(int(p.start / step + 0.5) + 1, int(p.end / step + 0.5))
             seg = ps[i:j]
             if len(seg) and float(seg.mean()) >= SILENT_P:
@@ -159,6 +160,17 @@ def _silences(phones: tuple[Phoneme, ...], prob: np.ndarray, active: np.ndarray)
     return tuple(out)
 
 
+def _stop_closure(phones: tuple[Phoneme, ...], k: int) -> bool:
+    """Whether recognised phone ``k`` is a /p b/ inside speech no longer than
+    ``MAX_STOP_S``: the silence the classifier hears there is the stop's closure, which
+    shows closed lips ("with payments": the recogniser hears the /p/, the classifier only
+    silence), not a pause."""
+    p = phones[k]
+    if p.symbol not in ("p", "b") or p.end - p.start > MAX_STOP_S or k == 0 or k + 1 >= len(phones):
+        return False
+    return phones[k - 1].symbol != PAUSE and phones[k + 1].symbol != PAUSE
+
+
 def _merge_pauses(phones: tuple[Phoneme, ...]) -> tuple[Phoneme, ...]:
     out: list[Phoneme] = []
     for p in phones:
@@ -169,11 +181,15 @@ def _merge_pauses(phones: tuple[Phoneme, ...]) -> tuple[Phoneme, ...]:
     return tuple(out)
 
 
-def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis) -> tuple[Phoneme, ...]:
+def _closures(
+    phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis, ps: np.ndarray | None = None
+) -> tuple[Phoneme, ...]:
     """Recognised phones corrected by the closure classifier's per-frame /p b m/
     probability ``pb`` (100 Hz, frame k centred at k * 10 ms):
 
-    - a recognised bilabial it does not hear at all becomes a plain consonant;
+    - a recognised bilabial it does not hear at all becomes a plain consonant, unless
+      it is a silent stop closure (``ps``: the classifier's silence probability; see
+      :func:`_stop_closure`);
     - a closure it hears next to a recognised bilabial stretches that phone over it
       (clusters such as "mb" are often recognised as one short phone);
     - a closure no recognised bilabial explains is added, as is a loudness dip that it
@@ -200,7 +216,7 @@ def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis) -> tupl
             out.append(Phoneme("m", p.start, p.end, p.stress, p.word))
         elif p.symbol not in bil:
             out.append(p)
-        elif support(p.start, p.end) < SPURIOUS_P:
+        elif support(p.start, p.end) < SPURIOUS_P and not (p.symbol in ("p", "b") and _mean(ps, p) >= SILENT_P):
             out.append(Phoneme("d" if p.symbol in ("p", "b") else "n", p.start, p.end, p.stress, p.word))
         elif p.end - p.start > MAX_BILABIAL_S:
             out += _trim(p, pb, step, an.level)
@@ -238,10 +254,10 @@ def _closures(phones: tuple[Phoneme, ...], pb: np.ndarray, an: Analysis) -> tupl
         if support(s, e) >= DIP_SUPPORT_P and not any(q > s - NEAR_S and p < e + NEAR_S for p, q in closed):
             extra.append(Phoneme("b", s, e + STRETCH * (e - s)))
     res = align.overlay(tuple(out), extra) if extra else tuple(out)
-    return _release_part(_merge_bilabials(res), an.level)
+    return _release_part(_merge_bilabials(res), an.level, pb)
 
 
-def _release_part(phones: tuple[Phoneme, ...], level: np.ndarray) -> tuple[Phoneme, ...]:
+def _release_part(phones: tuple[Phoneme, ...], level: np.ndarray, pb: np.ndarray | None = None) -> tuple[Phoneme, ...]:
     """A closure longer than ``LONG_CLOSURE_S`` that releases into speech keeps its last
     ``LONG_CLOSURE_S`` (the release is where a stop's closure is certain; its start is
     where the recogniser and the classifier run a short vowel into it, as in "the big"),
@@ -249,16 +265,41 @@ def _release_part(phones: tuple[Phoneme, ...], level: np.ndarray) -> tuple[Phone
     sentence's first short word into the next closure ("..., the big", "..., and maybe"):
     planned over 7 Piper minutes without transcript (two scripts), with the last 80 ms kept
     instead of 100: open vowels 95.9 -> 97.0 % and 95.2 -> 96.2 %, closures unchanged (97.6
-    and 97.9 %); 33 short clips: open 99.2 -> 98.8 % (one vowel), closures unchanged."""
+    and 97.9 %); 33 short clips: open 99.2 -> 98.8 % (one vowel), closures unchanged.
+
+    Where the closure classifier (``pb``) hears the lips closed in what would be given up,
+    that part stays closed too: a real long closure ("some messages"), or two closures the
+    merge joined with the vowel between them ("same improvements": m, i, m p); only the
+    loud stretches it does not hear as closed become the vowel."""
+    from pipeline.speech import bilabial
+
+    step = bilabial.FRAME_S
     out: list[Phoneme] = []
     for i, p in enumerate(phones):
         nxt = phones[i + 1] if i + 1 < len(phones) else None
         if p.symbol in _BILABIAL and p.end - p.start > LONG_CLOSURE_S and nxt is not None and nxt.symbol != PAUSE:
             a = p.end - LONG_CLOSURE_S
-            if a - p.start >= MIN_VOWEL_S and _loud(level, p.start, a):
-                out.append(Phoneme("ə", p.start, a))
-                out.append(Phoneme(p.symbol, a, p.end, p.stress, p.word))
-                continue
+            closed: list[tuple[float, float]] = []
+            if pb is not None:
+                i0 = int(p.start / step + 0.5)
+                seg = pb[i0 : max(i0, int(a / step + 0.5))]
+                closed = [
+                    (max(p.start, (i0 + u - 0.5) * step), min(a, (i0 + v - 0.5) * step))
+                    for u, v in _runs(seg >= CLOSED_P)
+                    if (v - u) * step >= MIN_CLOSURE_S
+                ]
+            pieces, t = [], p.start
+            for u, v in closed + [(a, p.end)]:
+                if u - t >= MIN_VOWEL_S and _loud(level, t, u):
+                    pieces.append(Phoneme("ə", t, u))
+                    t = u
+                if pieces and pieces[-1].symbol != "ə":
+                    q = pieces.pop()
+                    t = q.start
+                pieces.append(Phoneme(p.symbol, t, v, p.stress, p.word))
+                t = v
+            out += pieces
+            continue
         out.append(p)
     return tuple(out)
 
@@ -274,6 +315,18 @@ def _merge_bilabials(phones: tuple[Phoneme, ...]) -> tuple[Phoneme, ...]:
         else:
             out.append(p)
     return tuple(out)
+
+
+def _mean(prob: np.ndarray | None, p: Phoneme) -> float:
+    """Mean of a per-frame classifier probability (100 Hz) over phone ``p`` (0 without one)."""
+    from pipeline.speech import bilabial
+
+    if prob is None:
+        return 0.0
+    step = bilabial.FRAME_S
+    i = int(p.start / step + 0.5)
+    seg = prob[i : max(i + 1, int(p.end / step + 0.5))]
+    return float(seg.mean()) if len(seg) else 0.0
 
 
 def _loud(level: np.ndarray, a: float, b: float) -> bool:
