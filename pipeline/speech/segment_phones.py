@@ -55,6 +55,7 @@ ONSET_SHORT_P = 0.12  # ...when it is under 0.1 s only if the classifier leans t
 LONG_CLOSURE_S = 0.08  # a closure longer than this that releases into speech keeps its last LONG_CLOSURE_S
 EDGE_P = 0.7  # a pause starts at the first frame before it that is at least this likely silence
 NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
+NASAL_AFTER_S = 0.04  # (its support is looked for this far past its end too)
 STRETCH = 0.15  # added closures are lengthened by this share (the release part)
 MAX_STOP_S = 0.15  # a recognised /p b/ between speech this short is a stop's closure even when silent
 SILENT_P = 0.7  # a recognised phone whose frames are on average this likely silence is a pause
@@ -212,7 +213,7 @@ def _closures(
     phones = _merge_bilabials(phones)
     out: list[Phoneme] = []
     for p in phones:
-        if p.symbol in ("n", "ŋ") and support(p.start, p.end) >= NASAL_P:  # the recogniser's m/n confusion
+        if p.symbol in ("n", "ŋ") and support(p.start, p.end + NASAL_AFTER_S) >= NASAL_P:  # the recogniser's m/n confusion
             out.append(Phoneme("m", p.start, p.end, p.stress, p.word))
         elif p.symbol not in bil:
             out.append(p)
