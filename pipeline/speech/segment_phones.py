@@ -58,6 +58,7 @@ NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is
 NASAL_AFTER_S = 0.04  # (its support is looked for this far past its end too)
 STRETCH = 0.15  # added closures are lengthened by this share (the release part)
 MAX_STOP_S = 0.15  # a recognised /p b/ between speech this short is a stop's closure even when silent
+SILENT_END_S = 0.03  # a /p b/ whose last this long is silence bursts at its end (see _hold_silent_stops)
 SILENT_P = 0.7  # a recognised phone whose frames are on average this likely silence is a pause
 SILENCE_RUN_P = 0.5  # frames at least this likely silence...
 MIN_SILENCE_S = 0.08  # ...in runs this long are a pause, whatever was recognised there
@@ -255,7 +256,7 @@ def _closures(
         if support(s, e) >= DIP_SUPPORT_P and not any(q > s - NEAR_S and p < e + NEAR_S for p, q in closed):
             extra.append(Phoneme("b", s, e + STRETCH * (e - s)))
     res = align.overlay(tuple(out), extra) if extra else tuple(out)
-    return _release_part(_merge_bilabials(res), an.level, pb)
+    return _hold_silent_stops(_release_part(_merge_bilabials(res), an.level, pb), ps)
 
 
 def _release_part(phones: tuple[Phoneme, ...], level: np.ndarray, pb: np.ndarray | None = None) -> tuple[Phoneme, ...]:
@@ -302,6 +303,28 @@ def _release_part(phones: tuple[Phoneme, ...], level: np.ndarray, pb: np.ndarray
             out += pieces
             continue
         out.append(p)
+    return tuple(out)
+
+
+def _hold_silent_stops(phones: tuple[Phoneme, ...], ps: np.ndarray | None) -> tuple[Phoneme, ...]:
+    """A /p b/ whose closure the classifier hears silent up to its end (``ps``: silence
+    probability) bursts at that end: it is lengthened so that the lips part there, not a
+    quarter earlier (:func:`pipeline.visemes.passes.closures` keeps a bilabial's last
+    quarter for the release, right where its span includes the burst, as the recogniser's
+    usually does; after a silent closure it ends at the burst: "like _ baby", "sport _ pizza")."""
+    if ps is None:
+        return phones
+    out = list(phones)
+    for i in range(len(out) - 1):
+        p, nxt = out[i], out[i + 1]
+        if p.symbol not in ("p", "b") or nxt.symbol == PAUSE:
+            continue
+        if _mean(ps, Phoneme(PAUSE, max(p.start, p.end - SILENT_END_S), p.end)) < SILENCE_RUN_P:
+            continue
+        d = min((p.end - p.start) / 3.0, 0.5 * (nxt.end - nxt.start))
+        if d > 0:
+            out[i] = Phoneme(p.symbol, p.start, p.end + d, p.stress, p.word)
+            out[i + 1] = Phoneme(nxt.symbol, p.end + d, nxt.end, nxt.stress, nxt.word)
     return tuple(out)
 
 
