@@ -281,3 +281,63 @@ def test_a_long_closure_keeps_its_release_also_after_a_pause():
     assert [p.symbol for p in out] == [PAUSE, "ə", "b", "ɪ", "p", "ɑ", PAUSE]
     assert out[1].start == 0.5 and out[2].start == pytest.approx(0.66 - keep) and out[2].end == 0.66
     assert (out[4].start, out[4].end) == (0.75, 0.9)  # silent before its release: all closed
+
+
+def test_a_long_closure_keeps_what_the_classifier_hears_closed():
+    """"same improvements": the recogniser's m, i, m p merge into one long closure; the
+    classifier hears the first /m/ closed and the vowel open, so only the vowel gives way
+    (not the whole front, which would show the first /m/ open)."""
+    from pipeline.speech import bilabial
+    from pipeline.visemes import passes
+
+    level = np.full(int(1.0 * passes.RATE), 0.8)
+    pb = np.zeros(int(1.0 / bilabial.FRAME_S))
+    pb[50:58] = 0.95  # 0.50-0.58 s closed: the first /m/
+    heard = (Phoneme("e", 0.3, 0.5), Phoneme("m", 0.5, 0.75), Phoneme("ɹ", 0.75, 0.9), Phoneme(PAUSE, 0.9, 1.0))
+    out = segment_phones._release_part(heard, level, pb)
+    assert [p.symbol for p in out] == ["e", "m", "ə", "m", "ɹ", PAUSE]
+    assert out[1].start == 0.5 and out[1].end == pytest.approx(0.575)
+    assert out[3].start == pytest.approx(0.75 - segment_phones.LONG_CLOSURE_S) and out[3].end == 0.75
+    pb[50:67] = 0.95  # heard closed all the way to the release: one real long closure ("some messages")
+    assert [p.symbol for p in segment_phones._release_part(heard, level, pb)] == ["e", "m", "ɹ", PAUSE]
+    assert [p.symbol for p in segment_phones._release_part(heard, level)] == ["e", "ə", "m", "ɹ", PAUSE]
+
+
+def test_a_silent_stop_closure_inside_speech_stays_closed_and_bursts_at_its_end():
+    """"with payments": the recogniser hears the /p/, the classifier only the silence of its
+    closure; the /p/ stays (not a pause, not a /d/) and holds until its burst."""
+    from pipeline.speech import bilabial
+    from pipeline.visemes import acoustic
+
+    n = 100
+    prob = np.zeros((n, 3))
+    prob[:, 0] = 1.0
+    prob[42:48, 0], prob[42:48, 2] = 0.05, 0.95  # 0.42-0.48 s silent
+    prob[60:, 0], prob[60:, 2] = 0.0, 1.0
+    heard = (Phoneme("ð", 0.3, 0.42), Phoneme("p", 0.42, 0.48), Phoneme("e", 0.48, 0.6), Phoneme(PAUSE, 0.6, 1.0))
+    active = np.arange(100) < 60
+    kept = segment_phones._silences(heard, prob, active)
+    assert [p.symbol for p in kept] == ["ð", "p", "e", PAUSE]
+    lone = (Phoneme(PAUSE, 0.0, 0.42), Phoneme("p", 0.42, 0.48), Phoneme("e", 0.48, 0.6), Phoneme(PAUSE, 0.6, 1.0))
+    assert segment_phones._stop_closure(heard, 1) and not segment_phones._stop_closure(lone, 1)  # after a pause: silence
+    x = np.zeros(16000, np.float32)
+    an = acoustic.analyse(AudioClip(x, 16000))
+    out = segment_phones._closures(kept, prob[:, 1], an, prob[:, 2])
+    p = next(q for q in out if q.symbol == "p")
+    assert p.start == 0.42 and p.end == pytest.approx(0.48 + 0.06 / 3)  # the lips part at 0.48, the burst
+    assert [q.symbol for q in segment_phones._closures(kept, prob[:, 1], an)][:3] == ["ð", "d", "e"]  # no silence heard
+    assert bilabial.FRAME_S == 0.01
+
+
+def test_a_recognised_n_before_a_heard_closure_is_an_m():
+    """"team replaced": the classifier hears the /m/'s closure just after the recogniser's /n/ ends."""
+    from pipeline.visemes import acoustic
+
+    pb = np.zeros(100)
+    pb[37] = 0.5  # 30 ms after the /n/
+    heard = (Phoneme("i", 0.2, 0.3), Phoneme("n", 0.3, 0.34), Phoneme("ɹ", 0.34, 0.45), Phoneme(PAUSE, 0.45, 1.0))
+    an = acoustic.analyse(AudioClip(np.zeros(16000, np.float32), 16000))
+    assert [p.symbol for p in segment_phones._closures(heard, pb, an)][1] == "m"
+    pb[37] = 0.0
+    pb[42] = 0.5  # 80 ms after: another consonant's business
+    assert [p.symbol for p in segment_phones._closures(heard, pb, an)][1] == "n"
