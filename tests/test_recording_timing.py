@@ -330,14 +330,18 @@ def test_a_silent_stop_closure_inside_speech_stays_closed_and_bursts_at_its_end(
 
 
 def test_a_recognised_n_before_a_heard_closure_is_an_m():
-    """"team replaced": the classifier hears the /m/'s closure just after the recogniser's /n/ ends."""
+    """"team replaced": the classifier hears the /m/'s closure just after the recogniser's /n/ ends
+    (within NASAL_AFTER_S), where no recognised bilabial explains it."""
     from pipeline.visemes import acoustic
 
     pb = np.zeros(100)
-    pb[37] = 0.5  # 30 ms after the /n/
+    pb[36] = 0.5  # 20 ms after the /n/
     heard = (Phoneme("i", 0.2, 0.3), Phoneme("n", 0.3, 0.34), Phoneme("ɹ", 0.34, 0.45), Phoneme(PAUSE, 0.45, 1.0))
     an = acoustic.analyse(AudioClip(np.zeros(16000, np.float32), 16000))
     assert [p.symbol for p in segment_phones._closures(heard, pb, an)][1] == "m"
-    pb[37] = 0.0
-    pb[42] = 0.5  # 80 ms after: another consonant's business
+    pb[36] = 0.0
+    pb[40] = 0.5  # 60 ms after: another consonant's business
     assert [p.symbol for p in segment_phones._closures(heard, pb, an)][1] == "n"
+    pb[40], pb[36] = 0.0, 0.5
+    before_b = heard[:2] + (Phoneme("b", 0.34, 0.4), Phoneme("ɑ", 0.4, 0.45), heard[3])  # "in Boston": the /b/ explains it
+    assert [p.symbol for p in segment_phones._closures(before_b, pb, an)][1] == "n"

@@ -55,7 +55,7 @@ ONSET_SHORT_P = 0.12  # ...when it is under 0.1 s only if the classifier leans t
 LONG_CLOSURE_S = 0.08  # a closure longer than this that releases into speech keeps its last LONG_CLOSURE_S
 EDGE_P = 0.7  # a pause starts at the first frame before it that is at least this likely silence
 NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
-NASAL_AFTER_S = 0.04  # (its support is looked for this far past its end too)
+NASAL_AFTER_S = 0.02  # (its support is looked for this far past its end too, unless a bilabial follows)
 STRETCH = 0.15  # added closures are lengthened by this share (the release part)
 MAX_STOP_S = 0.15  # a recognised /p b/ between speech this short is a stop's closure even when silent
 SILENT_END_S = 0.03  # a /p b/ whose last this long is silence bursts at its end (see _hold_silent_stops)
@@ -213,8 +213,11 @@ def _closures(
 
     phones = _merge_bilabials(phones)
     out: list[Phoneme] = []
-    for p in phones:
-        if p.symbol in ("n", "ŋ") and support(p.start, p.end + NASAL_AFTER_S) >= NASAL_P:  # the recogniser's m/n confusion
+    for k, p in enumerate(phones):
+        # the recogniser's m/n confusion; the closure may be heard just after the /n/, unless
+        # the next recognised phone is a bilabial, which explains it ("in Boston")
+        after = 0.0 if k + 1 < len(phones) and phones[k + 1].symbol in bil else NASAL_AFTER_S
+        if p.symbol in ("n", "ŋ") and support(p.start, p.end + after) >= NASAL_P:
             out.append(Phoneme("m", p.start, p.end, p.stress, p.word))
         elif p.symbol not in bil:
             out.append(p)
