@@ -117,11 +117,8 @@ def _silences(phones: tuple[Phoneme, ...], prob: np.ndarray, active: np.ndarray)
     out: list[Phoneme] = []
     for k, p in enumerate(phones):
         sym = p.symbol
-        if sym != PAUSE and not _stop_closure(phones, k):
-            i, j = int(p.start / step + 0.5), max(int(p.start / step + 0.5) + 1, int(p.end / step + 0.5))
-            seg = ps[i:j]
-            if len(seg) and float(seg.mean()) >= SILENT_P:
-                sym = PAUSE
+        if sym != PAUSE and not _stop_closure(phones, k) and _mean(ps, p) >= SILENT_P:
+            sym = PAUSE
         if sym == PAUSE and out and out[-1].symbol == PAUSE:
             out[-1] = Phoneme(PAUSE, out[-1].start, p.end)
         else:
