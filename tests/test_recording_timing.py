@@ -319,13 +319,15 @@ def test_a_silent_stop_closure_inside_speech_stays_closed_and_bursts_at_its_end(
     kept = segment_phones._silences(heard, prob, active)
     assert [p.symbol for p in kept] == ["ð", "p", "e", PAUSE]
     lone = (Phoneme(PAUSE, 0.0, 0.42), Phoneme("p", 0.42, 0.48), Phoneme("e", 0.48, 0.6), Phoneme(PAUSE, 0.6, 1.0))
-    assert segment_phones._stop_closure(heard, 1) and not segment_phones._stop_closure(lone, 1)  # after a pause: silence
+    # after a pause, the silence is the pause's
+    assert segment_phones._stop_closure(heard, 1) and not segment_phones._stop_closure(lone, 1)
     x = np.zeros(16000, np.float32)
     an = acoustic.analyse(AudioClip(x, 16000))
     out = segment_phones._closures(kept, prob[:, 1], an, prob[:, 2])
     p = next(q for q in out if q.symbol == "p")
     assert p.start == 0.42 and p.end == pytest.approx(0.48 + 0.06 / 3)  # the lips part at 0.48, the burst
-    assert [q.symbol for q in segment_phones._closures(kept, prob[:, 1], an)][:3] == ["ð", "d", "e"]  # no silence heard
+    no_silence = segment_phones._closures(kept, prob[:, 1], an)  # without the silence probability
+    assert [q.symbol for q in no_silence][:3] == ["ð", "d", "e"]
     assert bilabial.FRAME_S == 0.01
 
 
@@ -343,5 +345,6 @@ def test_a_recognised_n_before_a_heard_closure_is_an_m():
     pb[40] = 0.5  # 60 ms after: another consonant's business
     assert [p.symbol for p in segment_phones._closures(heard, pb, an)][1] == "n"
     pb[40], pb[36] = 0.0, 0.5
-    before_b = heard[:2] + (Phoneme("b", 0.34, 0.4), Phoneme("ɑ", 0.4, 0.45), heard[3])  # "in Boston": the /b/ explains it
+    # "in Boston": the recognised /b/ explains the closure
+    before_b = heard[:2] + (Phoneme("b", 0.34, 0.4), Phoneme("ɑ", 0.4, 0.45), heard[3])
     assert [p.symbol for p in segment_phones._closures(before_b, pb, an)][1] == "n"
