@@ -348,3 +348,24 @@ def test_a_recognised_n_before_a_heard_closure_is_an_m():
     # "in Boston": the recognised /b/ explains the closure
     before_b = heard[:2] + (Phoneme("b", 0.34, 0.4), Phoneme("ɑ", 0.4, 0.45), heard[3])
     assert [p.symbol for p in segment_phones._closures(before_b, pb, an)][1] == "n"
+
+
+def test_a_long_recognised_bilabial_keeps_a_second_closure_the_classifier_leans_to():
+    """"team _ improved": the recogniser hears m, m, p in a row (the word-final /m/, the
+    pause, the /ɪ/ and the next /m p/), the merge makes one 250 ms closure and the trim
+    would keep only its most closed 80 ms. The classifier leans to the first /m/ too
+    (0.4), so it stays closed, with the vowel between them; a part it does not lean to
+    (a vowel the recogniser ran the bilabial into) still opens."""
+    from pipeline.visemes import passes
+
+    level = np.full(int(1.0 * passes.RATE), 0.8)
+    pb = np.zeros(100)
+    pb[37:40] = 0.4  # the first /m/, 0.37-0.40 s
+    pb[52:60] = 0.9  # "mp", 0.52-0.60 s
+    p = Phoneme("m", 0.35, 0.6)
+    out = segment_phones._trim(p, pb, 0.01, level)
+    assert [q.symbol for q in out] == ["m", "ə", "m"]
+    assert out[0].start == pytest.approx(0.35) and 0.39 <= out[0].end <= 0.42  # around the first /m/
+    assert (out[2].start, out[2].end) == (pytest.approx(0.52), pytest.approx(0.6))
+    pb[37:40] = 0.1  # leaning too little: one closure, the rest opens
+    assert [q.symbol for q in segment_phones._trim(p, pb, 0.01, level)] == ["ə", "m"]

@@ -58,6 +58,8 @@ LONG_CLOSURE_S = 0.08  # a closure longer than this that releases into speech ke
 EDGE_P = 0.7  # a pause starts at the first frame before it that is at least this likely silence
 NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
 NASAL_AFTER_S = 0.02  # (its support is looked for this far past its end too, unless a bilabial follows)
+SECOND_P = 0.25  # a long recognised bilabial keeps a second closure where the classifier leans this far...
+SECOND_S = 0.05  # ...this long (see _trim)
 STRETCH = 0.15  # added closures are lengthened by this share (the release part)
 MAX_STOP_S = 0.15  # a recognised /p b/ between speech this short is a stop's closure even when silent
 SILENT_END_S = 0.03  # a /p b/ whose last this long is silence bursts at its end (see _hold_silent_stops)
@@ -369,27 +371,59 @@ def _loud(level: np.ndarray, a: float, b: float) -> bool:
 def _trim(p: Phoneme, pb: np.ndarray, step: float, level: np.ndarray) -> list[Phoneme]:
     """A recognised bilabial longer than ``MAX_BILABIAL_S`` (the recogniser ran it into
     the vowel next to it): the ``MAX_BILABIAL_S`` where the classifier hears the lips
-    most closed stay a bilabial, the rest becomes a neutral vowel (its opening then
-    follows the loudness)."""
+    most closed stay a bilabial, and so does each part beside them that it leans to
+    (``SECOND_P``: a second closure, such as the word-final /m/ the merge joined with the
+    next word's, "team _ improved", "from the _ m"); the rest becomes a neutral vowel
+    (its opening then follows the loudness)."""
     n = max(1, int(round(MAX_BILABIAL_S / step)))
     i, j = int(p.start / step + 0.5), max(int(p.start / step + 0.5) + 1, int(p.end / step + 0.5))
-    seg = pb[i:j]
-    if len(seg) <= n:
+    if j - i <= n:
         return [p]
-    best = int(np.argmax(np.convolve(seg, np.ones(n), mode="valid")))
-    a = max(p.start, (i + best) * step)
-    b = min(p.end, a + MAX_BILABIAL_S)
-    # a sliver that is not loud (the bilabial ran into a pause, not a vowel) stays the bilabial's
-    if a - p.start < MIN_VOWEL_S and not _loud(level, p.start, a):
-        a = p.start
-    if p.end - b < MIN_VOWEL_S and not _loud(level, b, p.end):
-        b = p.end
-    out = []
-    if a > p.start + 1e-6:
-        out.append(Phoneme("ə", p.start, a))
-    out.append(Phoneme(p.symbol, a, b, p.stress, p.word))
-    if b < p.end - 1e-6:
-        out.append(Phoneme("ə", b, p.end))
+    spans = sorted(_closed_windows(pb, i, min(j, len(pb)), n, True))
+    if not spans:
+        return [p]
+    kept = [(max(p.start, u * step), min(p.end, v * step)) for u, v in spans]
+    pieces: list[Phoneme] = []
+    t = p.start
+    for k, (a, b) in enumerate(kept):
+        # a sliver that is not loud (the bilabial ran into a pause, not a vowel) stays the
+        # bilabial's; so does a gap between two kept parts too short to be a vowel
+        gap_is_vowel = a - t >= MIN_VOWEL_S
+        if k == 0 and a - p.start < MIN_VOWEL_S and not _loud(level, p.start, a):
+            a = p.start
+        if pieces and not gap_is_vowel:
+            q = pieces.pop()
+            a = q.start
+        elif a > t + 1e-6:
+            pieces.append(Phoneme("ə", t, a))
+        pieces.append(Phoneme(p.symbol, a, b, p.stress, p.word))
+        t = b
+    if p.end - t < MIN_VOWEL_S and not _loud(level, t, p.end):
+        pieces[-1] = Phoneme(p.symbol, pieces[-1].start, p.end, p.stress, p.word)
+    elif t < p.end - 1e-6:
+        pieces.append(Phoneme("ə", t, p.end))
+    return pieces
+
+
+def _closed_windows(pb: np.ndarray, i: int, j: int, n: int, first: bool) -> list[tuple[int, int]]:
+    """Frame spans [u, v) inside [i, j) kept closed by :func:`_trim`: the ``n`` frames of
+    highest /p b m/ probability, then, on either side, a part that reaches ``SECOND_P``
+    (at least ``SECOND_S`` long, centred on its most closed frames)."""
+    seg = pb[i:j]
+    if j - i <= 0 or (not first and float(seg.max()) < SECOND_P):
+        return []
+    if first:
+        w = min(n, j - i)
+    else:
+        w = min(max(1, int(round(SECOND_S / (MAX_BILABIAL_S / n)))), j - i)
+    best = int(np.argmax(np.convolve(seg, np.ones(w), mode="valid")))
+    u, v = i + best, i + best + w
+    if not first and v - u < w:
+        return []
+    out = [(u, v)]
+    for lo, hi in ((i, u), (v, j)):
+        if hi - lo >= 2:
+            out += _closed_windows(pb, lo, hi, n, False)
     return out
 
 
