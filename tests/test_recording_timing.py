@@ -369,3 +369,18 @@ def test_a_long_recognised_bilabial_keeps_a_second_closure_the_classifier_leans_
     assert (out[2].start, out[2].end) == (pytest.approx(0.52), pytest.approx(0.6))
     pb[37:40] = 0.1  # leaning too little: one closure, the rest opens
     assert [q.symbol for q in segment_phones._trim(p, pb, 0.01, level)] == ["ə", "m"]
+
+
+def test_segments_of_a_long_clip_at_22k_are_cut_where_its_silences_are():
+    """Segment times count the energy frames' true hop (220 samples at 22.05 kHz are
+    9.98 ms, not 10): after 50 s the cut is still inside the silence."""
+    rate = 22050
+    t = np.arange(int(60.0 * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    for a in np.arange(5.0, 56.0, 5.0):  # a pause every 5 s
+        x[int(a * rate) : int((a + 0.6) * rate)] = 0.0
+    spans = segments.split(AudioClip(x, rate))
+    ends = [s.speech_end for s in spans]
+    starts = [s.speech_start for s in spans]
+    assert any(abs(e - 50.0) < 0.015 for e in ends), ends
+    assert any(abs(s - 50.6) < 0.015 for s in starts), starts

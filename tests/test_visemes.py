@@ -182,3 +182,19 @@ def test_frames_with_touching_lips_never_ask_for_an_open_jaw():
     frames = passes.sample(curve, 25.0, 50)
     assert frames[:, passes.CH["gap"]].max() == 0.0
     assert frames[:, passes.CH["jaw"]].max() <= passes.TOUCHING_JAW
+
+
+@pytest.mark.parametrize("rate", [22050, 44100])
+def test_silence_closures_stay_on_time_late_in_a_long_clip(rate):
+    """Silence closures are placed in seconds of the clip at its own sample rate: at
+    22.05 kHz a 5 ms analysis hop is 110 samples (4.99 ms), and counting hops as 5 ms put
+    the closure 0.11 s late after 50 s, over the next word's opening."""
+    from pipeline.visemes import build
+
+    t = np.arange(int(60.0 * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    x[int(50.0 * rate) : int(50.6 * rate)] = 0.0
+    cl = [c for c in build.silent_closures(AudioClip(x, rate)) if c.start > 1.0]
+    assert len(cl) == 1
+    assert cl[0].start == pytest.approx(50.0 + build.SILENT_SETTLE_S, abs=0.01)
+    assert cl[0].end == pytest.approx(50.6 - build.SILENT_MARGIN_S, abs=0.01)

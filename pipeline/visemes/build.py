@@ -50,8 +50,9 @@ def silent_closures(audio: AudioClip) -> list[passes.Closure]:
     quiet = db < max(loud - SILENT_DB, -65.0)
     out: list[passes.Closure] = []
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    frame_s = hop / audio.rate  # not 1 / RATE: 110 samples at 22.05 kHz are 4.99 ms (0.11 s off after 50 s)
     for a, b in zip(edges[::2], edges[1::2]):
-        t0, t1 = a / passes.RATE, b / passes.RATE
+        t0, t1 = a * frame_s, b * frame_s
         if t1 - t0 >= SILENT_MIN_S:
             start = t0 if a == 0 else t0 + SILENT_SETTLE_S
             end = t1 + 1.0 if b == n else t1 - SILENT_MARGIN_S
