@@ -250,7 +250,8 @@ def test_closure_classifier_hears_bilabials_and_silence():
     assert vowels and all(prob[k, 1] < 0.5 for k in mids)
     padded = np.concatenate([np.zeros(4000, np.float32), x, np.zeros(4000, np.float32)])
     ps = bilabial.probabilities(padded)[:, 2]
-    assert ps[3:22].min() > 0.8 and ps[-22:-3].min() > 0.8  # the silence around it
+    # the silence around it (up to 60 ms from the speech: the network sees +-100 ms around a frame)
+    assert ps[3:19].min() > 0.8 and ps[-19:-3].min() > 0.8
     assert float(np.median(ps[30:-30])) < 0.1
 
 

@@ -12,7 +12,7 @@ none of the benchmarks use (:mod:`pipeline.speech.bilabial_train`). The silent c
 before a /p b/ release counts as closed lips.
 
 Inference is a few small matrix products (~0.2 s per minute of audio with the log-mel
-features); the weights (``bilabial.npz`` next to this file, 128 KB) load once per
+features); the weights (``bilabial.npz`` next to this file, 177 KB) load once per
 process through the model cache. Without the file, timing falls back to loudness dips.
 """
 

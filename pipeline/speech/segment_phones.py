@@ -50,10 +50,12 @@ DIP_SUPPORT_P = 0.2  # a loudness dip closes the lips only if the classifier lea
 MAX_BILABIAL_S = 0.08  # a recognised /p b m/ longer than this keeps only its most closed part
 MIN_VOWEL_S = 0.03  # (what is left on either side becomes a vowel if at least this long...
 VOWEL_LEVEL = 0.5  # ...or this loud, on the loudness scale of acoustic.Analysis.level)
-ONSET_P = 0.12  # speech starting after a pause with a /p b m/ probability this high starts closed
+ONSET_P = 0.45  # a vowel starting after a pause of 0.1 s or more with a /p b m/ probability this high starts closed
+# (a sentence's first vowel, "and", often leans a little: with the 2026-12-02 classifier 0.12 closed it)
 ONSET_S = 0.03  # (a closure this long from the onset on)
 SHORT_PAUSE_S = 0.04  # a pause this long before speech is a stop's closure too (shorter ones: see ONSET_P)...
 ONSET_SHORT_P = 0.2  # ...when it is under 0.1 s only if the classifier leans this far to /p b m/ at the onset
+# (less than ONSET_P: a short silence inside speech is more often a stop's closure than a sentence's start)
 LONG_CLOSURE_S = 0.08  # a closure longer than this that releases into speech keeps its last LONG_CLOSURE_S
 EDGE_P = 0.7  # a pause starts at the first frame before it that is at least this likely silence
 NASAL_P = 0.2  # a recognised /n ŋ/ the classifier leans this far to /p b m/ is an /m/
@@ -388,7 +390,7 @@ def _trim(p: Phoneme, pb: np.ndarray, step: float, level: np.ndarray) -> list[Ph
     for k, (a, b) in enumerate(kept):
         # a sliver that is not loud (the bilabial ran into a pause, not a vowel) stays the
         # bilabial's; so does a gap between two kept parts too short to be a vowel
-        gap_is_vowel = a - t >= MIN_VOWEL_S
+        gap_is_vowel = a - t >= MIN_VOWEL_S and _loud(level, t, a)
         if k == 0 and a - p.start < MIN_VOWEL_S and not _loud(level, p.start, a):
             a = p.start
         if pieces and not gap_is_vowel:
