@@ -60,7 +60,8 @@ def silent_closures(audio: AudioClip) -> list[passes.Closure]:
     return out
 
 
-LOUDNESS_SHARE = 0.8  # how much of the acoustic opening recognised phones may be raised to
+LOUDNESS_SHARE = 1.0  # how much of the acoustic opening recognised phones may be raised to (was 0.8:
+# the 20-60 ms schwa of "the" before a pause, recognised as part of a consonant, opened to 0.06-0.097)
 LOUDNESS_DELAY_S = 0.03  # the loudness opening is moved this much later (it leads the vowels)
 
 
