@@ -198,3 +198,16 @@ def test_silence_closures_stay_on_time_late_in_a_long_clip(rate):
     assert len(cl) == 1
     assert cl[0].start == pytest.approx(50.0 + build.SILENT_SETTLE_S, abs=0.01)
     assert cl[0].end == pytest.approx(50.6 - build.SILENT_MARGIN_S, abs=0.01)
+
+
+def test_the_lips_close_after_the_last_word_however_short_the_pause():
+    """A recording that ends 0.1 s after its last vowel: the final pause is shorter than a
+    word gap that closes the mouth, but nothing follows it, so the lips come to rest."""
+    phones = [ph("_", 0, 0.05), ph("ɑ", 0.05, 0.5), ph("_", 0.5, 0.6)]
+    speech = Speech(AudioClip(np.full(int(0.6 * 16000), 0.1, np.float32), 16000), tuple(phones))
+    gap = build_mouth_tracks(speech, 25).get("gap")
+    assert gap[-1] == 0.0
+    assert gap[5:11].max() > 0.5
+    inner = [ph("ɑ", 0.0, 0.5), ph("_", 0.5, 0.6), ph("ɑ", 0.6, 1.0)]  # the same gap between words stays open
+    speech = Speech(AudioClip(np.full(16000, 0.1, np.float32), 16000), tuple(inner))
+    assert build_mouth_tracks(speech, 25).get("gap")[13:15].min() > 0.0

@@ -205,7 +205,8 @@ def closures(keys: Sequence[Key], min_len: float = 0.0, settle: float = 0.04) ->
             dur = k.end - k.start
             # the lips meet at the start of the phone and part for the release
             out.append(Closure(k.start, k.end - 0.25 * dur))
-        elif k.kind == "pause" and (k.end - k.start) >= max(min_len, SHORT_PAUSE):
+        elif k.kind == "pause" and ((k.end - k.start) >= max(min_len, SHORT_PAUSE) or i in (0, len(keys) - 1)):
+            # (before the first word and after the last the lips rest, however short the pause)
             # leave room to close after speech and to open before it, except at the ends
             a = k.start if i == 0 else k.start + settle
             b = k.end + 1.0 if i == len(keys) - 1 else k.end - 0.04
