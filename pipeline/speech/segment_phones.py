@@ -7,9 +7,10 @@ bilabial`) turn phones heard in noise or in short pauses into pauses and recover
 the recogniser missed; then the classifier corrects the lips: recognised /p b m/ it does
 not hear at all become plain consonants, over-long ones are trimmed (to their most closed
 part and any second closure it leans to), /n ŋ/ it hears as closed become /m/, closures
-it hears are added or stretch the recognised bilabial next to them, speech that starts with a consonant after a pause starts closed (after a short
-pause too, when the classifier leans to a closure there), and stop-closure loudness dips
-it does not contradict close the lips too. Pauses start where the classifier hears
+it hears are added or stretch the recognised bilabial next to them, speech that starts
+with a consonant after a pause starts closed (after a short pause too, when the classifier
+leans to a closure there), and stop-closure loudness dips it does not contradict close
+the lips too. Pauses start where the classifier hears
 silence, and a long closure that releases into speech keeps only its release end (the
 short vowel of "the" before "big" is not swallowed) and the parts the classifier hears
 closed. A recognised /p b/ inside speech that the classifier hears silent is the stop's
