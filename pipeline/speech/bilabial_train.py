@@ -22,11 +22,11 @@ everything). The shipped weights (2026-12-02) were made with
     python -m pipeline.speech.bilabial_train --utterances 2400 --seed 2 --piper-share 0.3 --cache d2.npz --data-only
     python -m pipeline.speech.bilabial_train --data d1.npz d2.npz --hidden 128,64 --epochs 20
 
-(1.53M frames; 128 + 64 hidden units; held-out frames 94.2 % right, /p b m/ frames recall 0.85 / precision
-0.79, against 91.8 %, 0.83 / 0.71 before); Piper's own sampling noise is
-not seeded, so a rerun gives close, not identical, weights. Against the earlier weights
-(3600 utterances, half Piper without the noise scaling, 96 + 48 hidden units), timed
-without a transcript, planned lip gap: /p b m/ closed on eight 60 s Piper clips 96.8 ->
+(1.53M frames; 128 + 64 hidden units; held-out frames 94.2 % right, /p b m/ frames
+recall 0.85 / precision 0.79, against 91.8 %, 0.83 / 0.71 before). Piper's own sampling
+noise is not seeded, so new data gives close, not identical, weights (the same data gives
+the same weights). Against the earlier weights (3600 utterances, half Piper without the
+noise scaling, 96 + 48 hidden units), timed without a transcript, planned lip gap: /p b m/ closed on eight 60 s Piper clips 96.8 ->
 98.0 %, on 208 short clips of 26 voices 99.0 -> 99.7 % (unseen voices 98.2 -> 99.1 %);
 open vowels 98.4 -> 97.8 % and 99.3 -> 99.0 %. Not used at run time.
 """

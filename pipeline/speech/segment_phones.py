@@ -382,7 +382,7 @@ def _trim(p: Phoneme, pb: np.ndarray, step: float, level: np.ndarray) -> list[Ph
     i, j = int(p.start / step + 0.5), max(int(p.start / step + 0.5) + 1, int(p.end / step + 0.5))
     if j - i <= n:
         return [p]
-    spans = sorted(_closed_windows(pb, i, min(j, len(pb)), n, True))
+    spans = sorted(_closed_windows(pb, i, min(j, len(pb)), n, max(1, int(round(SECOND_S / step)))))
     if not spans:
         return [p]
     kept = [(max(p.start, u * step), min(p.end, v * step)) for u, v in spans]
@@ -408,25 +408,19 @@ def _trim(p: Phoneme, pb: np.ndarray, step: float, level: np.ndarray) -> list[Ph
     return pieces
 
 
-def _closed_windows(pb: np.ndarray, i: int, j: int, n: int, first: bool) -> list[tuple[int, int]]:
-    """Frame spans [u, v) inside [i, j) kept closed by :func:`_trim`: the ``n`` frames of
+def _closed_windows(pb: np.ndarray, i: int, j: int, w: int, w_side: int) -> list[tuple[int, int]]:
+    """Frame spans [u, v) inside [i, j) kept closed by :func:`_trim`: the ``w`` frames of
     highest /p b m/ probability, then, on either side, a part that reaches ``SECOND_P``
-    (at least ``SECOND_S`` long, centred on its most closed frames)."""
-    seg = pb[i:j]
-    if j - i <= 0 or (not first and float(seg.max()) < SECOND_P):
+    (``w_side`` frames, where it is most closed), and so on outwards."""
+    w = min(w, j - i)
+    if w <= 0:
         return []
-    if first:
-        w = min(n, j - i)
-    else:
-        w = min(max(1, int(round(SECOND_S / (MAX_BILABIAL_S / n)))), j - i)
-    best = int(np.argmax(np.convolve(seg, np.ones(w), mode="valid")))
+    best = int(np.argmax(np.convolve(pb[i:j], np.ones(w), mode="valid")))
     u, v = i + best, i + best + w
-    if not first and v - u < w:
-        return []
     out = [(u, v)]
     for lo, hi in ((i, u), (v, j)):
-        if hi - lo >= 2:
-            out += _closed_windows(pb, lo, hi, n, False)
+        if hi - lo >= 2 and float(pb[lo:hi].max()) >= SECOND_P:
+            out += _closed_windows(pb, lo, hi, w_side, w_side)
     return out
 
 

@@ -44,10 +44,15 @@ class Span:
         return self.end - self.start
 
 
+def _hop(clip: AudioClip, frame_s: float = FRAME_S) -> int:
+    """Samples per energy frame (220 at 22.05 kHz: a frame is 9.98 ms there, not 10)."""
+    return max(1, int(round(frame_s * clip.rate)))
+
+
 def frame_db(clip: AudioClip, frame_s: float = FRAME_S) -> np.ndarray:
     """Energy in dBFS of each ``frame_s`` frame (a 2-frame window, so short clicks between
-    frames are not lost)."""
-    hop = max(1, int(round(frame_s * clip.rate)))
+    frames are not lost); frame k starts at k * _hop(clip, frame_s) samples."""
+    hop = _hop(clip, frame_s)
     x = np.asarray(clip.samples, np.float32)
     n = int(np.ceil(len(x) / hop))
     if n == 0:
@@ -107,7 +112,7 @@ def split(
     db = frame_db(clip)
     silent = silence_mask(db)
     n = len(db)
-    f = max(1, int(round(FRAME_S * clip.rate))) / clip.rate  # the frames' true hop (9.98 ms at 22.05 kHz)
+    f = _hop(clip) / clip.rate  # the frames' true length in seconds
     # speech runs separated by pauses of at least min_pause
     pause_frames = max(1, int(round(min_pause / f)))
     speech: list[list[int]] = []
