@@ -10,10 +10,9 @@ part and any second closure it leans to), /n ŋ/ it hears as closed become /m/, 
 it hears are added or stretch the recognised bilabial next to them, speech that starts
 with a consonant after a pause starts closed (after a short pause too, when the classifier
 leans to a closure there), and stop-closure loudness dips it does not contradict close
-the lips too. Pauses start where the classifier hears
-silence, and a long closure that releases into speech keeps only its release end (the
-short vowel of "the" before "big" is not swallowed) and the parts the classifier hears
-closed. A recognised /p b/ inside speech that the classifier hears silent is the stop's
+the lips too. Pauses start where the classifier hears silence, and a long closure that
+releases into speech keeps only its release end (the short vowel of "the" before "big"
+is not swallowed) and the parts the classifier hears closed. A recognised /p b/ inside speech that the classifier hears silent is the stop's
 closure: it stays closed and holds until its burst.
 
 Four 60 s Piper clips, planned lip gap against exact phone times (bench/lipsync_rendered.py
