@@ -12,8 +12,9 @@ with a consonant after a pause starts closed (after a short pause too, when the 
 leans to a closure there), and stop-closure loudness dips it does not contradict close
 the lips too. Pauses start where the classifier hears silence, and a long closure that
 releases into speech keeps only its release end (the short vowel of "the" before "big"
-is not swallowed) and the parts the classifier hears closed. A recognised /p b/ inside speech that the classifier hears silent is the stop's
-closure: it stays closed and holds until its burst.
+is not swallowed) and the parts the classifier hears closed. A recognised /p b/ inside
+speech that the classifier hears silent is the stop's closure: it stays closed and holds
+until its burst.
 
 Four 60 s Piper clips, planned lip gap against exact phone times (bench/lipsync_rendered.py
 --long 4, same audio): /p b m/ closed 97.0 -> 98.1 %, open vowels 95.9 -> 96.8 %, silence
